@@ -1,0 +1,33 @@
+# rollcall: `make run` serves with its own Redis and PostgreSQL; `make test` runs the whole suite.
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := tests/node/node_modules/.installed
+
+.PHONY: run test lint demo bench clean
+
+run: $(INSTALLED)
+	@scripts/run.sh $(ARGS)
+
+test: $(INSTALLED) $(NODE_INSTALLED)
+	@scripts/test.sh $(ARGS)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+
+$(INSTALLED): setup.cfg pyproject.toml scripts/bootstrap.sh
+	@scripts/bootstrap.sh run
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+$(NODE_INSTALLED): tests/node/package.json tests/node/package-lock.json
+	@scripts/bootstrap.sh test
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	@touch $@
+
+clean:
+	-scripts/services.sh stop .run/dev
+	-scripts/services.sh stop .run/test
+	rm -rf $(VENV) .run tests/node/node_modules

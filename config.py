@@ -1,0 +1,209 @@
+"""Command-line and environment configuration of the rollcall server.
+
+Every flag has an environment fallback so that deployment scripts can use either. The flag names
+are a contract: deployment scripts and health checks start the server with them. An invalid value,
+from the command line or the environment, exits 2 with one line naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+ROLE_TEACHER = "teacher"
+DEFAULT_PARTICIPANT_ROLES = ("student",)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EVENT_LOOPS = ("uvloop", "asyncio")
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings one server process runs with."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql://rollcall@127.0.0.1:5432/rollcall"
+    access_token_secret: str | None = None
+    participant_roles: tuple[str, ...] = DEFAULT_PARTICIPANT_ROLES
+    mixpanel_token: str | None = None
+    mixpanel_events_url: str | None = None
+    cors_allowed_origins: str | list[str] | None = None
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    connect_timeout: float = 45.0
+    max_payload: int = 1_000_000
+    store_timeout: float = 2.0
+    key_prefix: str = ""
+    log_level: str = "INFO"
+    event_loop: str = "uvloop"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400, got {text!r}")
+    return value
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _url(schemes: tuple[str, ...], optional: bool = False) -> Callable[[str], str | None]:
+    def parse(text: str) -> str | None:
+        if optional and not text:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise argparse.ArgumentTypeError(
+                f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+                f"got {text!r}"
+            )
+        return text
+
+    return parse
+
+
+def _roles(text: str) -> tuple[str, ...]:
+    roles = tuple(role.strip() for role in text.split(",") if role.strip())
+    if not roles:
+        raise argparse.ArgumentTypeError("expected at least one role")
+    for role in roles:
+        if not _ROLE_NAME.fullmatch(role):
+            raise argparse.ArgumentTypeError(f"invalid role name {role!r}")
+        if role == ROLE_TEACHER:
+            raise argparse.ArgumentTypeError(f"{ROLE_TEACHER!r} cannot be a participant role")
+    return roles
+
+
+def _origins(text: str) -> str | list[str] | None:
+    text = text.strip()
+    if not text:
+        return None
+    if text == "*":
+        return "*"
+    origins = [origin.strip() for origin in text.split(",") if origin.strip()]
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise argparse.ArgumentTypeError(f"expected '*' or origins like https://host, got {origin!r}")
+    return origins
+
+
+def _optional(text: str) -> str | None:
+    return text or None
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return level
+
+
+def _key_prefix(text: str) -> str:
+    if any(ch.isspace() for ch in text):
+        raise argparse.ArgumentTypeError("must not contain white space")
+    return text
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Reports a bad value in one line, as operators grep logs for it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# (flag, environment variable, parser, help); the default comes from Config.
+_FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
+    ("--host", "ROLLCALL_HOST", str, "address to listen on"),
+    ("--port", "ROLLCALL_PORT", _int_in(1, 65535), "port to listen on"),
+    ("--redis-url", "REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for presence keys"),
+    ("--database-url", "DATABASE_URL", _url(("postgresql", "postgres")),
+     "PostgreSQL holding the lesson and student_attend tables"),
+    ("--access-token-secret", "ACCESS_TOKEN_SECRET", _optional,
+     "HS256 secret of participant access tokens; without it every token is INVALID_TOKEN"),
+    ("--participant-roles", "PARTICIPANT_ROLES", _roles, "comma-separated participant roles"),
+    ("--mixpanel-token", "MIXPANEL_TOKEN", _optional, "Mixpanel project token; tracking off without it"),
+    ("--mixpanel-events-url", "MIXPANEL_EVENTS_URL", _url(("http", "https"), optional=True),
+     "override of Mixpanel's track endpoint"),
+    ("--cors-allowed-origins", "CORS_ALLOWED_ORIGINS", _origins,
+     "'*' or comma-separated origins allowed to connect; same origin only when empty"),
+    ("--ping-interval", "ROLLCALL_PING_INTERVAL", _positive_float, "Engine.IO ping interval, seconds"),
+    ("--ping-timeout", "ROLLCALL_PING_TIMEOUT", _positive_float, "Engine.IO ping timeout, seconds"),
+    ("--connect-timeout", "ROLLCALL_CONNECT_TIMEOUT", _positive_float,
+     "seconds a client has to join a namespace after the handshake"),
+    ("--max-payload", "ROLLCALL_MAX_PAYLOAD", _int_in(1024, 100_000_000),
+     "largest HTTP body or WebSocket message accepted, bytes"),
+    ("--store-timeout", "ROLLCALL_STORE_TIMEOUT", _positive_float,
+     "seconds to wait for Redis or PostgreSQL before answering UNAVAILABLE"),
+    ("--key-prefix", "ROLLCALL_KEY_PREFIX", _key_prefix,
+     "prefix of every Redis key written (other services read them: keep empty unless agreed)"),
+    ("--log-level", "ROLLCALL_LOG_LEVEL", _log_level, "one of " + ", ".join(LOG_LEVELS)),
+    ("--event-loop", "ROLLCALL_EVENT_LOOP", str, "uvloop (default where installed) or asyncio"),
+)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return "" if value is None else str(value)
+
+
+def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser, with each default taken from the environment when set there."""
+    environ = os.environ if environ is None else environ
+    defaults = Config()
+    parser = _OneLineParser(
+        prog="server.py",
+        description="rollcall: realtime presence server for live lessons (Socket.IO v5).",
+    )
+    for flag, env, parse, text in _FLAGS:
+        name = flag[2:].replace("-", "_")
+        default = environ.get(env, _shown(getattr(defaults, name)))
+        kwargs: dict[str, object] = {"type": parse, "default": default, "metavar": env}
+        if flag == "--event-loop":
+            kwargs["choices"] = EVENT_LOOPS
+            kwargs["type"] = str
+            kwargs["metavar"] = "{" + ",".join(EVENT_LOOPS) + "}"
+        shown = "(secret)" if "secret" in name or "token" in name else repr(_shown(getattr(defaults, name)))
+        parser.add_argument(flag, help=f"{text} [env {env}; default {shown}]", **kwargs)
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Parse flags and environment into a Config, exiting 2 with one line on a bad value."""
+    parser = build_parser(environ)
+    args = parser.parse_args(argv)
+    if args.event_loop not in EVENT_LOOPS:
+        parser.error(
+            f"argument --event-loop: expected one of {', '.join(EVENT_LOOPS)}, got {args.event_loop!r}"
+        )
+    return Config(**vars(args))
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,131 @@
+"""Fixtures shared by the whole suite: the real Redis and PostgreSQL that `make test` starts, and
+the real server app mounted in-process for client-library tests."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+import redis
+
+from config import Config
+from server import Services, build
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "store" / "schema.sql"
+TEST_TOKEN_SECRET = "test-secret-at-least-32-bytes-long!!"
+# Short heartbeats: python-socketio's client needs a ping cycle to finish a graceful disconnect.
+TEST_PING_INTERVAL = 0.3
+TEST_PING_TIMEOUT = 0.5
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.exit(f"{name} is not set: run the suite with `make test`", returncode=2)
+    return value
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _required_env("REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return _required_env("DATABASE_URL")
+
+
+@pytest.fixture
+def redis_db(redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client on an emptied Redis database, for arranging and asserting state."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[psycopg2.extensions.connection]:
+    """A fresh schema in the real PostgreSQL (autocommit connection for arranging rows)."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS student_attend, lesson CASCADE")
+        cur.execute(SCHEMA.read_text())
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def config(redis_url: str, database_url: str) -> Config:
+    return Config(
+        redis_url=redis_url,
+        database_url=database_url,
+        access_token_secret=TEST_TOKEN_SECRET,
+        ping_interval=TEST_PING_INTERVAL,
+        ping_timeout=TEST_PING_TIMEOUT,
+        connect_timeout=5.0,
+        store_timeout=1.0,
+    )
+
+
+@pytest.fixture
+def services(io_loop, config: Config, redis_db, database) -> Iterator[Services]:
+    opened = io_loop.run_sync(lambda: Services.open(config))
+    yield opened
+    io_loop.run_sync(opened.close)
+
+
+@pytest.fixture
+def rollcall(config: Config, services: Services):
+    """The real application and its Socket.IO server, as server.py builds them."""
+    return build(config, services)
+
+
+@pytest.fixture
+def app(rollcall):
+    return rollcall[0]
+
+
+@pytest.fixture
+def sio(rollcall):
+    return rollcall[1]
+
+
+@pytest.fixture
+def services_dir() -> pathlib.Path:
+    return pathlib.Path(_required_env("ROLLCALL_SERVICES_DIR"))
+
+
+@pytest.fixture
+def redis_outage(services_dir: pathlib.Path, redis_db: redis.Redis) -> Iterator[RedisOutage]:
+    """Stops and restarts the suite's real Redis; always leaves it running afterwards."""
+    outage = RedisOutage(services_dir, int(os.environ["REDIS_PORT"]))
+    yield outage
+    outage.end()
+
+
+class RedisOutage:
+    def __init__(self, services_dir: pathlib.Path, port: int) -> None:
+        self.dir = services_dir
+        self.port = port
+
+    def begin(self) -> None:
+        subprocess.run([ROOT / "scripts" / "services.sh", "redis-stop", self.dir], check=True)
+
+    def end(self) -> None:
+        subprocess.run(
+            [ROOT / "scripts" / "services.sh", "redis-start", self.dir, str(self.port)], check=True
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,105 @@
+"""Flags and environment: defaults, fallbacks, and one clear line with exit 2 for a bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from config import Config, parse_config
+from tests.conftest import ROOT
+
+EVERY_FLAG = (
+    "--host", "--port", "--redis-url", "--database-url", "--access-token-secret",
+    "--participant-roles", "--mixpanel-token", "--mixpanel-events-url", "--cors-allowed-origins",
+    "--ping-interval", "--ping-timeout", "--max-payload", "--log-level",
+)
+
+
+def test_defaults_without_flags_or_environment() -> None:
+    assert parse_config([], environ={}) == Config()
+
+
+def test_environment_is_the_fallback_and_flags_win() -> None:
+    environ = {
+        "REDIS_URL": "redis://10.0.0.1:6380/2",
+        "ROLLCALL_PORT": "9000",
+        "PARTICIPANT_ROLES": "student, observer",
+        "ACCESS_TOKEN_SECRET": "s3cret",
+        "CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        "ROLLCALL_PING_INTERVAL": "0.3",
+    }
+    config = parse_config(["--port", "9001"], environ=environ)
+    assert config.port == 9001
+    assert config.redis_url == "redis://10.0.0.1:6380/2"
+    assert config.participant_roles == ("student", "observer")
+    assert config.access_token_secret == "s3cret"
+    assert config.cors_allowed_origins == ["https://a.example", "https://b.example"]
+    assert config.ping_interval == 0.3
+
+
+def test_empty_optional_values_mean_off() -> None:
+    config = parse_config(["--mixpanel-token", "", "--access-token-secret", ""], environ={})
+    assert config.mixpanel_token is None
+    assert config.access_token_secret is None
+    assert config.mixpanel_events_url is None
+    assert parse_config(["--cors-allowed-origins", "*"], environ={}).cors_allowed_origins == "*"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "flag"),
+    [
+        (["--port", "http"], {}, "--port"),
+        (["--port", "70000"], {}, "--port"),
+        ([], {"ROLLCALL_PORT": "0"}, "--port"),
+        (["--redis-url", "localhost:6379"], {}, "--redis-url"),
+        ([], {"DATABASE_URL": "mysql://x/y"}, "--database-url"),
+        (["--participant-roles", "student,teacher"], {}, "--participant-roles"),
+        (["--participant-roles", " , "], {}, "--participant-roles"),
+        (["--participant-roles", "stu dent"], {}, "--participant-roles"),
+        (["--mixpanel-events-url", "ftp://x"], {}, "--mixpanel-events-url"),
+        (["--cors-allowed-origins", "example.com"], {}, "--cors-allowed-origins"),
+        (["--ping-interval", "0"], {}, "--ping-interval"),
+        (["--ping-timeout", "soon"], {}, "--ping-timeout"),
+        (["--max-payload", "12.5"], {}, "--max-payload"),
+        (["--max-payload", "10"], {}, "--max-payload"),
+        (["--log-level", "LOUD"], {}, "--log-level"),
+        (["--store-timeout", "-1"], {}, "--store-timeout"),
+        (["--key-prefix", "a b"], {}, "--key-prefix"),
+        (["--event-loop", "trio"], {}, "--event-loop"),
+        ([], {"ROLLCALL_EVENT_LOOP": "trio"}, "--event-loop"),
+        (["--no-such-flag"], {}, "--no-such-flag"),
+    ],
+)
+def test_invalid_value_exits_2_with_one_line_naming_the_flag(
+    argv: list[str], environ: dict[str, str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_config(argv, environ=environ)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert flag in err
+
+
+def test_help_lists_every_flag_with_its_environment_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "server.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+        check=True, timeout=30,
+    )
+    for flag in EVERY_FLAG:
+        assert flag in result.stdout
+    for env in ("REDIS_URL", "DATABASE_URL", "ACCESS_TOKEN_SECRET", "MIXPANEL_TOKEN"):
+        assert env in result.stdout
+
+
+def test_server_exits_2_on_a_bad_environment_value() -> None:
+    result = subprocess.run(
+        [sys.executable, "server.py"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", "ROLLCALL_PING_TIMEOUT": "never"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "server.py: error: argument --ping-timeout: expected a number of seconds, got 'never'"
+    ]
