@@ -1,0 +1,335 @@
+"""Socket.IO v5 packet codec: pure, no I/O.
+
+Text frames and binary attachments go in, whole :class:`Packet` objects come out, and back.
+Validation follows the reference parser (``socket.io-parser``); every rejection raises
+:class:`ProtocolError` so callers have exactly one thing to catch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_ATTACHMENTS",
+    "RESERVED_EVENTS",
+    "Decoder",
+    "Packet",
+    "PacketType",
+    "ProtocolError",
+    "encode",
+]
+
+DEFAULT_MAX_ATTACHMENTS = 10
+ROOT_NAMESPACE = "/"
+#: Event names the JavaScript side gives a meaning of its own; a peer may never send them.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+PLACEHOLDER_KEY = "_placeholder"
+PLACEHOLDER_NUM = "num"
+_BINARY_TYPES = (bytes, bytearray, memoryview)
+_DIGITS = frozenset("0123456789")
+
+
+class ProtocolError(ValueError):
+    """A packet that is not valid Socket.IO v5 (or that cannot be encoded as such)."""
+
+
+class PacketType(IntEnum):
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+@dataclass(slots=True)
+class Packet:
+    """One Socket.IO packet.
+
+    Binary data lives inside ``data`` as ``bytes``: the codec, not the caller, turns it into
+    placeholders and attachments. A decoded binary packet therefore comes back as EVENT or ACK,
+    exactly like the reference parser does.
+    """
+
+    type: PacketType
+    namespace: str = ROOT_NAMESPACE
+    data: Any = None
+    id: int | None = None
+
+
+class _HasBinary(Exception):
+    """Raised from inside json.dumps to leave the fast path when data holds bytes."""
+
+
+def _refuse_non_json(value: Any) -> Any:
+    if isinstance(value, _BINARY_TYPES):
+        raise _HasBinary
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_fast_dumps = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse_non_json
+).encode
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text: str) -> Any:
+    """JSON.parse semantics: no NaN/Infinity; errors (incl. deep nesting) become ProtocolError."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"invalid JSON payload: {exc}") from None
+
+
+def _is_valid_event(data: Any) -> bool:
+    return (
+        type(data) is list
+        and len(data) > 0
+        and isinstance(data[0], str)
+        and data[0] not in RESERVED_EVENTS
+    )
+
+
+def _check_data(ptype: PacketType, data: Any) -> None:
+    """Payload rules of the reference parser, slightly stricter: an EVENT name must be a string
+    and EVENT/ACK/CONNECT_ERROR must carry a payload."""
+    if ptype is PacketType.CONNECT:
+        ok = data is None or type(data) is dict
+    elif ptype is PacketType.DISCONNECT:
+        ok = data is None
+    elif ptype is PacketType.CONNECT_ERROR:
+        ok = isinstance(data, str) or type(data) is dict
+    elif ptype in (PacketType.EVENT, PacketType.BINARY_EVENT):
+        ok = _is_valid_event(data)
+    else:
+        ok = type(data) is list
+    if not ok:
+        raise ProtocolError(f"invalid payload for {ptype.name}")
+
+
+def _check_header(packet: Packet, ptype: PacketType) -> None:
+    nsp = packet.namespace
+    if not isinstance(nsp, str) or not nsp.startswith("/") or "," in nsp:
+        raise ProtocolError(f"invalid namespace {nsp!r}")
+    pid = packet.id
+    if pid is not None and (type(pid) is not int or pid < 0):
+        raise ProtocolError(f"invalid ack id {pid!r}")
+    if pid is not None and ptype not in (
+        PacketType.EVENT,
+        PacketType.ACK,
+        PacketType.BINARY_EVENT,
+        PacketType.BINARY_ACK,
+    ):
+        raise ProtocolError(f"{ptype.name} cannot carry an ack id")
+    if pid is None and ptype in (PacketType.ACK, PacketType.BINARY_ACK):
+        raise ProtocolError("ACK needs an id")
+
+
+def _prefix(ptype: int, attachments: int, namespace: str, pid: int | None) -> str:
+    head = str(ptype)
+    if attachments:
+        head += f"{attachments}-"
+    if namespace != ROOT_NAMESPACE:
+        head += namespace + ","
+    if pid is not None:
+        head += str(pid)
+    return head
+
+
+def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
+    if isinstance(data, _BINARY_TYPES):
+        buffers.append(bytes(data))
+        return {PLACEHOLDER_KEY: True, PLACEHOLDER_NUM: len(buffers) - 1}
+    if isinstance(data, list | tuple):
+        return [_deconstruct(item, buffers) for item in data]
+    if isinstance(data, dict):
+        return {key: _deconstruct(value, buffers) for key, value in data.items()}
+    return data
+
+
+def encode(packet: Packet) -> list[str | bytes]:
+    """Encode a packet into Engine.IO messages: one text frame, then any binary attachments.
+
+    EVENT/ACK data containing bytes is sent as BINARY_EVENT/BINARY_ACK automatically.
+    """
+    try:
+        ptype = PacketType(packet.type)
+    except ValueError:
+        raise ProtocolError(f"unknown packet type {packet.type!r}") from None
+    _check_header(packet, ptype)
+    _check_data(ptype, packet.data)
+    if packet.data is None:
+        return [_prefix(ptype, 0, packet.namespace, packet.id)]
+    try:
+        body = _fast_dumps(packet.data)
+    except _HasBinary:
+        pass
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"cannot encode payload: {exc}") from None
+    else:
+        if ptype is PacketType.BINARY_EVENT:
+            ptype = PacketType.EVENT
+        elif ptype is PacketType.BINARY_ACK:
+            ptype = PacketType.ACK
+        return [_prefix(ptype, 0, packet.namespace, packet.id) + body]
+    if ptype in (PacketType.EVENT, PacketType.BINARY_EVENT):
+        ptype = PacketType.BINARY_EVENT
+    elif ptype in (PacketType.ACK, PacketType.BINARY_ACK):
+        ptype = PacketType.BINARY_ACK
+    else:
+        raise ProtocolError(f"{ptype.name} cannot carry binary data")
+    buffers: list[bytes] = []
+    try:
+        body = _fast_dumps(_deconstruct(packet.data, buffers))
+    except (TypeError, ValueError, RecursionError, _HasBinary) as exc:
+        raise ProtocolError(f"cannot encode payload: {exc!r}") from None
+    frames: list[str | bytes] = [_prefix(ptype, len(buffers), packet.namespace, packet.id) + body]
+    frames.extend(buffers)
+    return frames
+
+
+def _check_placeholders(data: Any, attachments: int) -> None:
+    """Every placeholder must name an attachment that will arrive (checked up front, so a bad
+    packet is refused before its attachments are buffered)."""
+    if type(data) is list:
+        for item in data:
+            _check_placeholders(item, attachments)
+    elif type(data) is dict:
+        if data.get(PLACEHOLDER_KEY) is True:
+            num = data.get(PLACEHOLDER_NUM)
+            if type(num) is not int or not 0 <= num < attachments:
+                raise ProtocolError(f"illegal attachment placeholder {num!r}")
+            return
+        for value in data.values():
+            _check_placeholders(value, attachments)
+
+
+def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
+    if type(data) is list:
+        return [_reconstruct(item, buffers) for item in data]
+    if type(data) is dict:
+        if data.get(PLACEHOLDER_KEY) is True:
+            return buffers[data[PLACEHOLDER_NUM]]
+        return {key: _reconstruct(value, buffers) for key, value in data.items()}
+    return data
+
+
+def _read_digits(text: str, start: int) -> int:
+    end = start
+    length = len(text)
+    while end < length and text[end] in _DIGITS:
+        end += 1
+    return end
+
+
+class Decoder:
+    """Incremental decoder for one connection.
+
+    Feed it every Engine.IO message in order; it returns a :class:`Packet` once one is complete
+    (a binary packet completes with its last attachment) and ``None`` while attachments are
+    pending. At most one packet is ever pending, with at most ``max_attachments`` buffers.
+    """
+
+    __slots__ = ("_buffers", "_expected", "_pending", "max_attachments")
+
+    def __init__(self, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> None:
+        self.max_attachments = max_attachments
+        self._pending: Packet | None = None
+        self._expected = 0
+        self._buffers: list[bytes] = []
+
+    @property
+    def awaiting_attachments(self) -> bool:
+        return self._pending is not None
+
+    def reset(self) -> None:
+        """Drop a partially received binary packet."""
+        self._pending = None
+        self._expected = 0
+        self._buffers = []
+
+    def feed(self, message: str | bytes) -> Packet | None:
+        try:
+            if isinstance(message, str):
+                if self._pending is not None:
+                    raise ProtocolError("got a text frame while waiting for attachments")
+                return self._decode_text(message)
+            if isinstance(message, bytes | bytearray):
+                return self._take_attachment(bytes(message))
+            raise ProtocolError(f"cannot decode a {type(message).__name__}")
+        except ProtocolError:
+            self.reset()
+            raise
+
+    def _take_attachment(self, data: bytes) -> Packet | None:
+        pending = self._pending
+        if pending is None:
+            raise ProtocolError("got binary data outside a binary packet")
+        self._buffers.append(data)
+        if len(self._buffers) < self._expected:
+            return None
+        pending.data = _reconstruct(pending.data, self._buffers)
+        self.reset()
+        return pending
+
+    def _decode_text(self, text: str) -> Packet | None:
+        if not text or text[0] not in "0123456":
+            raise ProtocolError(f"unknown packet type in {text[:16]!r}")
+        ptype = PacketType(ord(text[0]) - 48)
+        pos = 1
+        attachments = 0
+        if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
+            end = _read_digits(text, pos)
+            if end == pos or end >= len(text) or text[end] != "-":
+                raise ProtocolError("illegal attachments")
+            try:
+                attachments = int(text[pos:end])
+            except ValueError:  # more digits than int() accepts
+                raise ProtocolError("too many attachments") from None
+            if attachments < 1:
+                raise ProtocolError("illegal attachments")
+            if attachments > self.max_attachments:
+                raise ProtocolError("too many attachments")
+            pos = end + 1
+        namespace = ROOT_NAMESPACE
+        if text.startswith("/", pos):
+            comma = text.find(",", pos)
+            if comma == -1:
+                namespace, pos = text[pos:], len(text)
+            else:
+                namespace, pos = text[pos:comma], comma + 1
+        pid = None
+        end = _read_digits(text, pos)
+        if end > pos:
+            try:
+                pid = int(text[pos:end])
+            except ValueError:  # more digits than int() accepts
+                raise ProtocolError("ack id too long") from None
+            pos = end
+        data = _loads(text[pos:]) if pos < len(text) else None
+        if pid is not None and ptype not in (
+            PacketType.EVENT,
+            PacketType.ACK,
+            PacketType.BINARY_EVENT,
+            PacketType.BINARY_ACK,
+        ):
+            raise ProtocolError(f"{ptype.name} cannot carry an ack id")
+        if pid is None and ptype in (PacketType.ACK, PacketType.BINARY_ACK):
+            raise ProtocolError("ACK without an id")
+        _check_data(ptype, data)
+        if not attachments:
+            return Packet(ptype, namespace, data, pid)
+        _check_placeholders(data, attachments)
+        base = PacketType.EVENT if ptype is PacketType.BINARY_EVENT else PacketType.ACK
+        self._pending = Packet(base, namespace, data, pid)
+        self._expected = attachments
+        return None

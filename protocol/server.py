@@ -1,0 +1,518 @@
+"""Socket.IO v5 server on python-engineio: namespaces, dispatch, acks, rooms, sessions.
+
+The surface mirrors python-socketio's ``AsyncServer`` so handlers port unchanged; the internals
+are a thin loop around the pure codec in :mod:`protocol.packet`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.websocket
+from engineio import packet as eio_packet
+
+from .engine import EngineServer, engine_handler
+from .packet import (
+    DEFAULT_MAX_ATTACHMENTS,
+    ROOT_NAMESPACE,
+    Decoder,
+    Packet,
+    PacketType,
+    ProtocolError,
+    encode,
+)
+from .rooms import Rooms
+
+__all__ = ["ConnectionRefusedError", "Server", "get_tornado_handler"]
+
+_log = logging.getLogger("protocol")
+
+DEFAULT_REFUSAL = "Connection rejected by server"
+INVALID_NAMESPACE = "Invalid namespace"
+SID_BYTES = 15  # 20 url-safe characters, like the reference server's ids
+CONNECT_HANDLER_ARGS = 3  # (sid, environ, auth)
+DISCONNECT_HANDLER_ARGS = 2  # (sid, reason)
+
+
+class ConnectionRefusedError(ConnectionError):
+    """Raise from a connect handler to refuse: ``ConnectionRefusedError(message, data)``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.error_args: dict[str, Any] = {"message": str(args[0]) if args else DEFAULT_REFUSAL}
+        if len(args) == 2:
+            self.error_args["data"] = args[1]
+        elif len(args) > 2:
+            self.error_args["data"] = list(args[1:])
+
+
+class Reason:
+    """Disconnect reasons passed to ``disconnect`` handlers (python-socketio's strings)."""
+
+    SERVER_DISCONNECT = EngineServer.reason.SERVER_DISCONNECT
+    CLIENT_DISCONNECT = EngineServer.reason.CLIENT_DISCONNECT
+    PING_TIMEOUT = EngineServer.reason.PING_TIMEOUT
+    TRANSPORT_CLOSE = EngineServer.reason.TRANSPORT_CLOSE
+    TRANSPORT_ERROR = EngineServer.reason.TRANSPORT_ERROR
+    PARSE_ERROR = "parse error"
+
+
+@dataclass(slots=True, eq=False)
+class _Handler:
+    func: Callable[..., Any]
+    is_async: bool
+    arity: int  # positional parameters it accepts (a large number for *args)
+
+    @classmethod
+    def wrap(cls, func: Callable[..., Any]) -> _Handler:
+        params = inspect.signature(func).parameters.values()
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            arity = 1 << 16
+        else:
+            arity = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        return cls(func, inspect.iscoroutinefunction(func), arity)
+
+    async def __call__(self, *args: Any) -> Any:
+        result = self.func(*args)
+        return await result if self.is_async else result
+
+    async def lenient(self, *args: Any) -> Any:
+        """Call with only the arguments it takes: ``connect(sid, environ)`` and
+        ``disconnect(sid)`` from older python-socketio code keep working."""
+        return await self(*args[: self.arity])
+
+
+class _Call:
+    """The ack callback behind ``Server.call``: resolves a future, or fails it on disconnect."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+
+    def __call__(self, *args: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(args)
+
+    def fail(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(ConnectionError("the client disconnected"))
+
+
+@dataclass(slots=True, eq=False)
+class _Socket:
+    """One client's membership of one namespace (what socket.io-client calls a socket)."""
+
+    sid: str
+    eio_sid: str
+    namespace: str
+    #: frames emitted while the connect handler runs; sent after the CONNECT reply
+    held: list[str | bytes] | None = field(default_factory=list)
+    acks: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    next_ack: int = 0
+    session: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class _Client:
+    """One Engine.IO session and the namespaces it joined."""
+
+    eio_sid: str
+    environ: dict[str, Any]
+    decoder: Decoder
+    sockets: dict[str, _Socket] = field(default_factory=dict)
+    connect_timer: asyncio.TimerHandle | None = None
+
+
+def _as_args(data: Any) -> list[Any]:
+    if data is None:
+        return []
+    if isinstance(data, tuple):
+        return list(data)
+    return [data]
+
+
+def _call_result(args: tuple[Any, ...]) -> Any:
+    if not args:
+        return None
+    return args[0] if len(args) == 1 else args
+
+
+class Server:
+    """A Socket.IO v5 server; mount it with :func:`get_tornado_handler`.
+
+    Engine.IO options (``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``,
+    ``cors_allowed_origins``, ...) pass through to python-engineio; ``async_mode`` is always
+    ``'tornado'``. Event handlers run as tasks of their own (``async_handlers=True``) so a handler
+    that awaits the same client's ack cannot block its own reader.
+    """
+
+    reason = Reason
+
+    def __init__(
+        self,
+        namespaces: Iterable[str] | None = None,
+        connect_timeout: float = 45,
+        max_attachments: int = DEFAULT_MAX_ATTACHMENTS,
+        async_handlers: bool = True,
+        logger: logging.Logger | None = None,
+        engineio_logger: logging.Logger | bool = False,
+        **engineio_options: Any,
+    ) -> None:
+        engineio_options.pop("async_mode", None)
+        # dispatch is ours: python-engineio would add a task per message on top of ours
+        engineio_options["async_handlers"] = False
+        self.eio = EngineServer(logger=engineio_logger, **engineio_options)
+        self.eio.on("connect", self._on_engine_connect)
+        self.eio.on("message", self._on_engine_message)
+        self.eio.on("disconnect", self._on_engine_disconnect)
+        self.connect_timeout = connect_timeout
+        self.max_attachments = max_attachments
+        self.async_handlers = async_handlers
+        self.logger = logger or _log
+        self._rooms: dict[str, Rooms] = {}
+        self._handlers: dict[str, dict[str, _Handler]] = {}
+        for namespace in namespaces or [ROOT_NAMESPACE]:
+            self._declare(namespace)
+        self._clients: dict[str, _Client] = {}
+        self._sockets: dict[str, _Socket] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _declare(self, namespace: str) -> None:
+        if not namespace.startswith("/") or "," in namespace:
+            raise ValueError(f"invalid namespace {namespace!r}")
+        self._rooms.setdefault(namespace, Rooms())
+        self._handlers.setdefault(namespace, {})
+
+    # -- registration -----------------------------------------------------------------------
+
+    def on(
+        self, event: str, handler: Callable[..., Any] | None = None, namespace: str | None = None
+    ) -> Callable[..., Any]:
+        """Register ``handler`` for ``event`` (usable as a decorator). Declares the namespace."""
+        ns = namespace or ROOT_NAMESPACE
+
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            self._declare(ns)
+            self._handlers[ns][event] = _Handler.wrap(func)
+            return func
+
+        return register(handler) if handler is not None else register
+
+    def event(
+        self, handler: Callable[..., Any] | None = None, namespace: str | None = None
+    ) -> Callable[..., Any]:
+        """Decorator registering a function under its own name: ``@sio.event``."""
+        if handler is not None:
+            return self.on(handler.__name__, handler, namespace)
+        return lambda func: self.on(func.__name__, func, namespace)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | None = None,
+        room: str | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str = ROOT_NAMESPACE,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        """Emit to a sid, a room, or (no target) everyone in the namespace.
+
+        ``callback`` asks for an ack and needs a single connected sid as the target.
+        """
+        target = to if to is not None else room
+        if callback is not None:
+            await self._emit_with_ack(event, data, target, namespace, callback)
+            return
+        rooms = self._rooms.get(namespace)
+        if rooms is None:
+            return
+        frames = encode(Packet(PacketType.EVENT, namespace, [event, *_as_args(data)]))
+        recipients = rooms.all_sids() if target is None else rooms.members(target)
+        if skip_sid is None:
+            skip: Iterable[str] = ()
+        else:
+            skip = {skip_sid} if isinstance(skip_sid, str) else set(skip_sid)
+        sockets = self._sockets
+        for sid in list(recipients):
+            if sid not in skip:
+                sock = sockets.get(sid)
+                if sock is not None:
+                    await self._deliver(sock, frames)
+
+    async def _emit_with_ack(
+        self, event: str, data: Any, to: str | None, namespace: str, callback: Callable[..., Any]
+    ) -> tuple[_Socket, int]:
+        sock = self._sockets.get(to) if to is not None else None
+        if sock is None or sock.namespace != namespace:
+            raise ValueError("an ack callback needs one connected sid of that namespace as target")
+        pid = sock.next_ack
+        sock.next_ack = pid + 1
+        frames = encode(Packet(PacketType.EVENT, namespace, [event, *_as_args(data)], pid))
+        sock.acks[pid] = callback
+        await self._deliver(sock, frames)
+        return sock, pid
+
+    async def call(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | None = None,
+        sid: str | None = None,
+        namespace: str = ROOT_NAMESPACE,
+        timeout: float = 60,  # noqa: ASYNC109 - pinned python-socketio signature
+    ) -> Any:
+        """Emit to one sid and wait for its ack; returns the ack's argument (a tuple if several).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds and ``ConnectionError`` if the client
+        disconnects first.
+        """
+        waiter = _Call()
+        sock, pid = await self._emit_with_ack(event, data, to or sid, namespace, waiter)
+        try:
+            return _call_result(await asyncio.wait_for(waiter.future, timeout))
+        finally:
+            sock.acks.pop(pid, None)
+
+    async def _deliver(self, sock: _Socket, frames: list[str | bytes]) -> None:
+        if sock.held is not None:
+            sock.held.extend(frames)
+        else:
+            await self._send(sock.eio_sid, frames)
+
+    async def _send(self, eio_sid: str, frames: list[str | bytes]) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed:
+            return
+        for frame in frames:
+            await socket.send(eio_packet.Packet(eio_packet.MESSAGE, frame))
+
+    # -- rooms and sessions -------------------------------------------------------------------
+
+    async def enter_room(self, sid: str, room: str, namespace: str = ROOT_NAMESPACE) -> None:
+        self._rooms[namespace].enter(sid, room)
+
+    async def leave_room(self, sid: str, room: str, namespace: str = ROOT_NAMESPACE) -> None:
+        self._rooms[namespace].leave(sid, room)
+
+    async def close_room(self, room: str, namespace: str = ROOT_NAMESPACE) -> None:
+        self._rooms[namespace].close(room)
+
+    def rooms(self, sid: str, namespace: str = ROOT_NAMESPACE) -> list[str]:
+        return self._rooms[namespace].rooms_of(sid)
+
+    async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
+        """The session dict of a connected sid (sids are unique across namespaces)."""
+        return self._sockets[sid].session
+
+    async def save_session(
+        self, sid: str, session: dict[str, Any], namespace: str | None = None
+    ) -> None:
+        self._sockets[sid].session = session
+
+    @asynccontextmanager
+    async def session(self, sid: str, namespace: str | None = None) -> AsyncIterator[dict]:
+        """``async with sio.session(sid) as s:`` — changes are saved on exit."""
+        session = await self.get_session(sid)
+        yield session
+        await self.save_session(sid, session)
+
+    # -- disconnecting ------------------------------------------------------------------------
+
+    async def disconnect(self, sid: str, namespace: str = ROOT_NAMESPACE) -> None:
+        """Make ``sid`` leave ``namespace``; the Engine.IO session itself stays up."""
+        sock = self._sockets.get(sid)
+        if sock is None or sock.namespace != namespace:
+            return
+        client = self._clients.get(sock.eio_sid)
+        if client is not None:
+            client.sockets.pop(namespace, None)
+        await self._send(sock.eio_sid, encode(Packet(PacketType.DISCONNECT, namespace)))
+        await self._drop(sock, self.reason.SERVER_DISCONNECT)
+
+    async def shutdown(self) -> None:
+        """Stop python-engineio's background monitor (call before stopping the web server)."""
+        await self.eio.shutdown()
+
+    async def _drop(self, sock: _Socket, reason: str | None) -> None:
+        """Forget a socket; call the disconnect handler if it had connected (reason not None)."""
+        if self._sockets.pop(sock.sid, None) is None:
+            return
+        self._rooms[sock.namespace].remove_sid(sock.sid)
+        for ack in sock.acks.values():
+            if isinstance(ack, _Call):
+                ack.fail()
+        sock.acks.clear()
+        handler = self._handlers[sock.namespace].get("disconnect")
+        if handler is not None and reason is not None and sock.held is None:
+            try:
+                await handler.lenient(sock.sid, reason)
+            except Exception:
+                self.logger.exception("disconnect handler of %s failed", sock.namespace)
+
+    async def _close_client(self, client: _Client, why: str) -> None:
+        self.logger.info("closing %s: %s", client.eio_sid, why)
+        await self.eio.close_session(client.eio_sid, self.reason.PARSE_ERROR)
+
+    # -- Engine.IO events ---------------------------------------------------------------------
+
+    def _on_engine_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        client = _Client(eio_sid, environ, Decoder(self.max_attachments))
+        self._clients[eio_sid] = client
+        client.connect_timer = asyncio.get_running_loop().call_later(
+            self.connect_timeout, self._connect_timed_out, client
+        )
+
+    def _connect_timed_out(self, client: _Client) -> None:
+        client.connect_timer = None
+        if self._clients.get(client.eio_sid) is client and not any(
+            s.held is None for s in client.sockets.values()
+        ):
+            self._spawn(self._close_client(client, "no namespace joined in time"))
+
+    async def _on_engine_disconnect(self, eio_sid: str, reason: str) -> None:
+        client = self._clients.pop(eio_sid, None)
+        if client is None:
+            return
+        if client.connect_timer is not None:
+            client.connect_timer.cancel()
+        client.decoder.reset()
+        for sock in list(client.sockets.values()):
+            await self._drop(sock, reason)
+        client.sockets.clear()
+
+    async def _on_engine_message(self, eio_sid: str, data: Any) -> None:
+        client = self._clients.get(eio_sid)
+        if client is None:
+            return
+        try:
+            pkt = client.decoder.feed(data)
+        except ProtocolError as exc:
+            await self._close_client(client, str(exc))
+            return
+        if pkt is None:
+            return
+        if pkt.type is PacketType.CONNECT:
+            await self._connect(client, pkt)
+            return
+        sock = client.sockets.get(pkt.namespace)
+        if sock is None or sock.held is not None:
+            await self._close_client(client, f"{pkt.type.name} for {pkt.namespace} not joined")
+        elif pkt.type is PacketType.EVENT:
+            run = self._event(sock, pkt)
+            if run is None:
+                pass
+            elif self.async_handlers:
+                self._spawn(run)
+            else:
+                await run
+        elif pkt.type is PacketType.ACK:
+            await self._acknowledged(sock, pkt)
+        elif pkt.type is PacketType.DISCONNECT:
+            del client.sockets[pkt.namespace]
+            await self._drop(sock, self.reason.CLIENT_DISCONNECT)
+        else:  # CONNECT_ERROR only ever flows server -> client
+            await self._close_client(client, f"unexpected {pkt.type.name}")
+
+    async def _connect(self, client: _Client, pkt: Packet) -> None:
+        namespace = pkt.namespace
+        if namespace in client.sockets:
+            await self._close_client(client, f"second CONNECT to {namespace}")
+            return
+        if namespace not in self._handlers:
+            refusal = Packet(PacketType.CONNECT_ERROR, namespace, {"message": INVALID_NAMESPACE})
+            await self._send(client.eio_sid, encode(refusal))
+            return
+        sid = secrets.token_urlsafe(SID_BYTES)
+        sock = _Socket(sid, client.eio_sid, namespace)
+        client.sockets[namespace] = sock
+        self._sockets[sid] = sock
+        self._rooms[namespace].add_sid(sid)
+        error = await self._run_connect_handler(sock, client.environ, pkt.data)
+        if self._sockets.get(sid) is not sock:
+            return  # the client went away (or was disconnected) while the handler ran
+        if error is not None:
+            client.sockets.pop(namespace, None)
+            await self._drop(sock, None)
+            await self._send(
+                client.eio_sid, encode(Packet(PacketType.CONNECT_ERROR, namespace, error))
+            )
+            return
+        held, sock.held = sock.held or [], None
+        if client.connect_timer is not None:
+            client.connect_timer.cancel()
+            client.connect_timer = None
+        await self._send(
+            client.eio_sid, encode(Packet(PacketType.CONNECT, namespace, {"sid": sid})) + held
+        )
+
+    async def _run_connect_handler(
+        self, sock: _Socket, environ: dict[str, Any], auth: Any
+    ) -> dict[str, Any] | None:
+        """Run the connect handler; return the CONNECT_ERROR payload if it refused."""
+        handler = self._handlers[sock.namespace].get("connect")
+        if handler is None:
+            return None
+        try:
+            accepted = await handler.lenient(sock.sid, environ, auth)
+        except ConnectionRefusedError as exc:
+            return exc.error_args
+        except Exception:
+            self.logger.exception("connect handler of %s failed", sock.namespace)
+            return {"message": DEFAULT_REFUSAL}
+        return {"message": DEFAULT_REFUSAL} if accepted is False else None
+
+    def _event(self, sock: _Socket, pkt: Packet) -> Coroutine[Any, Any, None] | None:
+        event, *args = pkt.data
+        handler = self._handlers[sock.namespace].get(event)
+        if handler is None:
+            self.logger.debug("no handler for %r in %s", event, sock.namespace)
+            return None
+        return self._run_event(sock, handler, event, args, pkt.id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_event(
+        self, sock: _Socket, handler: _Handler, event: str, args: list[Any], pid: int | None
+    ) -> None:
+        try:
+            result = await handler(sock.sid, *args)
+        except Exception:
+            self.logger.exception("handler for %r in %s failed", event, sock.namespace)
+            return
+        if pid is not None and self._sockets.get(sock.sid) is sock:
+            try:
+                frames = encode(Packet(PacketType.ACK, sock.namespace, _as_args(result), pid))
+            except ProtocolError:
+                self.logger.exception("handler for %r returned an unencodable ack", event)
+                return
+            await self._send(sock.eio_sid, frames)
+
+    async def _acknowledged(self, sock: _Socket, pkt: Packet) -> None:
+        callback = sock.acks.pop(pkt.id, None)  # type: ignore[arg-type]
+        if callback is None:
+            return
+        try:
+            result = callback(*pkt.data)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            self.logger.exception("ack callback failed")
+
+
+def get_tornado_handler(sio: Server) -> type[tornado.websocket.WebSocketHandler]:
+    """The Tornado handler to mount at ``/socket.io/``."""
+    return engine_handler(sio.eio)
