@@ -8,18 +8,21 @@ from the command line or the environment, exits 2 with one line naming the flag.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 from urllib.parse import urlsplit
+
+import logs
+from logs import LOG_FORMATS
 
 ROLE_TEACHER = "teacher"
 DEFAULT_PARTICIPANT_ROLES = ("student",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EVENT_LOOPS = ("uvloop", "asyncio")
+ADMIN_TOKEN_MIN_LENGTH = 16
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -44,6 +47,8 @@ class Config:
     key_prefix: str = ""
     log_level: str = "INFO"
     event_loop: str = "uvloop"
+    admin_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
 
 
 def _positive_float(text: str) -> float:
@@ -106,7 +111,9 @@ def _origins(text: str) -> str | list[str] | None:
     for origin in origins:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
-            raise argparse.ArgumentTypeError(f"expected '*' or origins like https://host, got {origin!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected '*' or origins like https://host, got {origin!r}"
+            )
     return origins
 
 
@@ -119,6 +126,22 @@ def _log_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
     return level
+
+
+def _log_format(text: str) -> str:
+    if text not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return text
+
+
+def _admin_token(text: str) -> str | None:
+    if not text:
+        return None
+    if len(text) < ADMIN_TOKEN_MIN_LENGTH or any(ch.isspace() for ch in text):
+        raise argparse.ArgumentTypeError(
+            f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters without white space"
+        )
+    return text
 
 
 def _key_prefix(text: str) -> str:
@@ -139,28 +162,77 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--host", "ROLLCALL_HOST", str, "address to listen on"),
     ("--port", "ROLLCALL_PORT", _int_in(1, 65535), "port to listen on"),
     ("--redis-url", "REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for presence keys"),
-    ("--database-url", "DATABASE_URL", _url(("postgresql", "postgres")),
-     "PostgreSQL holding the lesson and student_attend tables"),
-    ("--access-token-secret", "ACCESS_TOKEN_SECRET", _optional,
-     "HS256 secret of participant access tokens; without it every token is INVALID_TOKEN"),
+    (
+        "--database-url",
+        "DATABASE_URL",
+        _url(("postgresql", "postgres")),
+        "PostgreSQL holding the lesson and student_attend tables",
+    ),
+    (
+        "--access-token-secret",
+        "ACCESS_TOKEN_SECRET",
+        _optional,
+        "HS256 secret of participant access tokens; without it every token is INVALID_TOKEN",
+    ),
     ("--participant-roles", "PARTICIPANT_ROLES", _roles, "comma-separated participant roles"),
-    ("--mixpanel-token", "MIXPANEL_TOKEN", _optional, "Mixpanel project token; tracking off without it"),
-    ("--mixpanel-events-url", "MIXPANEL_EVENTS_URL", _url(("http", "https"), optional=True),
-     "override of Mixpanel's track endpoint"),
-    ("--cors-allowed-origins", "CORS_ALLOWED_ORIGINS", _origins,
-     "'*' or comma-separated origins allowed to connect; same origin only when empty"),
-    ("--ping-interval", "ROLLCALL_PING_INTERVAL", _positive_float, "Engine.IO ping interval, seconds"),
+    (
+        "--mixpanel-token",
+        "MIXPANEL_TOKEN",
+        _optional,
+        "Mixpanel project token; tracking off without it",
+    ),
+    (
+        "--mixpanel-events-url",
+        "MIXPANEL_EVENTS_URL",
+        _url(("http", "https"), optional=True),
+        "override of Mixpanel's track endpoint",
+    ),
+    (
+        "--cors-allowed-origins",
+        "CORS_ALLOWED_ORIGINS",
+        _origins,
+        "'*' or comma-separated origins allowed to connect; same origin only when empty",
+    ),
+    (
+        "--ping-interval",
+        "ROLLCALL_PING_INTERVAL",
+        _positive_float,
+        "Engine.IO ping interval, seconds",
+    ),
     ("--ping-timeout", "ROLLCALL_PING_TIMEOUT", _positive_float, "Engine.IO ping timeout, seconds"),
-    ("--connect-timeout", "ROLLCALL_CONNECT_TIMEOUT", _positive_float,
-     "seconds a client has to join a namespace after the handshake"),
-    ("--max-payload", "ROLLCALL_MAX_PAYLOAD", _int_in(1024, 100_000_000),
-     "largest HTTP body or WebSocket message accepted, bytes"),
-    ("--store-timeout", "ROLLCALL_STORE_TIMEOUT", _positive_float,
-     "seconds to wait for Redis or PostgreSQL before answering UNAVAILABLE"),
-    ("--key-prefix", "ROLLCALL_KEY_PREFIX", _key_prefix,
-     "prefix of every Redis key written (other services read them: keep empty unless agreed)"),
+    (
+        "--connect-timeout",
+        "ROLLCALL_CONNECT_TIMEOUT",
+        _positive_float,
+        "seconds a client has to join a namespace after the handshake",
+    ),
+    (
+        "--max-payload",
+        "ROLLCALL_MAX_PAYLOAD",
+        _int_in(1024, 100_000_000),
+        "largest HTTP body or WebSocket message accepted, bytes",
+    ),
+    (
+        "--store-timeout",
+        "ROLLCALL_STORE_TIMEOUT",
+        _positive_float,
+        "seconds to wait for Redis or PostgreSQL before answering UNAVAILABLE",
+    ),
+    (
+        "--key-prefix",
+        "ROLLCALL_KEY_PREFIX",
+        _key_prefix,
+        "prefix of every Redis key written (other services read them: keep empty unless agreed)",
+    ),
     ("--log-level", "ROLLCALL_LOG_LEVEL", _log_level, "one of " + ", ".join(LOG_LEVELS)),
     ("--event-loop", "ROLLCALL_EVENT_LOOP", str, "uvloop (default where installed) or asyncio"),
+    (
+        "--admin-token",
+        "ADMIN_TOKEN",
+        _admin_token,
+        "bearer token of the /lessons/{id} views; they answer 404 without it",
+    ),
+    ("--log-format", "ROLLCALL_LOG_FORMAT", _log_format, "one of " + ", ".join(LOG_FORMATS)),
 )
 
 
@@ -186,24 +258,29 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
             kwargs["choices"] = EVENT_LOOPS
             kwargs["type"] = str
             kwargs["metavar"] = "{" + ",".join(EVENT_LOOPS) + "}"
-        shown = "(secret)" if "secret" in name or "token" in name else repr(_shown(getattr(defaults, name)))
+        shown = (
+            "(secret)"
+            if "secret" in name or "token" in name
+            else repr(_shown(getattr(defaults, name)))
+        )
         parser.add_argument(flag, help=f"{text} [env {env}; default {shown}]", **kwargs)
     return parser
 
 
-def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+def parse_config(
+    argv: Sequence[str] | None = None, environ: dict[str, str] | None = None
+) -> Config:
     """Parse flags and environment into a Config, exiting 2 with one line on a bad value."""
     parser = build_parser(environ)
     args = parser.parse_args(argv)
     if args.event_loop not in EVENT_LOOPS:
         parser.error(
-            f"argument --event-loop: expected one of {', '.join(EVENT_LOOPS)}, got {args.event_loop!r}"
+            f"argument --event-loop: expected one of {', '.join(EVENT_LOOPS)}, "
+            f"got {args.event_loop!r}"
         )
     return Config(**vars(args))
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level`, as readable text or as one JSON object per line."""
+    logs.configure(level, log_format)

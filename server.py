@@ -17,11 +17,16 @@ from dataclasses import dataclass
 import tornado.httpserver
 import tornado.web
 
+import handlers
+import metrics
+import web
 from config import Config, configure_logging, parse_config
 from protocol import Server, get_tornado_handler
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.presence import PresenceStore
+from tracking import Tracker
+from web.presence import PresenceReader
 
 log = logging.getLogger("rollcall.server")
 
@@ -34,12 +39,17 @@ class Services:
 
     lessons: LessonStore
     presence: PresenceStore
+    tracker: Tracker
+    viewer: PresenceReader
 
     @classmethod
     async def open(cls, config: Config) -> Services:
         lessons = await LessonStore.open(config.database_url, config.store_timeout)
         presence = PresenceStore.open(config.redis_url, config.store_timeout, config.key_prefix)
-        return cls(lessons=lessons, presence=presence)
+        viewer = PresenceReader.open(config.redis_url, config.store_timeout, config.key_prefix)
+        return cls(
+            lessons=lessons, presence=presence, tracker=Tracker.from_config(config), viewer=viewer
+        )
 
     async def check(self) -> dict[str, str]:
         """Each backend's state, "ok" or why not, probed concurrently."""
@@ -58,7 +68,9 @@ class Services:
         return state
 
     async def close(self) -> None:
-        await asyncio.gather(self.lessons.close(), self.presence.close())
+        await asyncio.gather(
+            self.lessons.close(), self.presence.close(), self.tracker.close(), self.viewer.close()
+        )
 
 
 class HealthHandler(tornado.web.RequestHandler):
@@ -86,10 +98,13 @@ def build(config: Config, services: Services) -> tuple[tornado.web.Application, 
         cors_allowed_origins=config.cors_allowed_origins,
         connect_timeout=config.connect_timeout,
     )
+    handlers.register(sio, services, config)
+    metrics.CONNECTIONS.track(sio.eio)
     app = tornado.web.Application(
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
             (r"/healthz", HealthHandler, {"services": services}),
+            *web.routes(config, services.viewer),
         ],
         websocket_max_message_size=config.max_payload,
     )
@@ -102,14 +117,17 @@ async def serve(config: Config) -> None:
     state = await services.check()
     for name, value in state.items():
         if value != "ok":
-            log.warning("%s is not answering at start (%s); serving anyway, /healthz says 503",
-                        name, value)
+            log.warning(
+                "%s is not answering at start (%s); serving anyway, /healthz says 503", name, value
+            )
     app, _sio = build(config, services)
     http_server = tornado.httpserver.HTTPServer(
         app, max_body_size=config.max_payload, xheaders=True
     )
     http_server.listen(config.port, config.host)
     log.info("rollcall listening on http://%s:%d", config.host, config.port)
+    loop_lag = metrics.LoopLagMonitor()
+    loop_lag.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,6 +136,7 @@ async def serve(config: Config) -> None:
     await stop.wait()
     log.info("shutting down")
     http_server.stop()
+    await loop_lag.stop()
     await services.close()
     log.info("stopped")
 
@@ -137,7 +156,7 @@ def run(config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     run(config)
     return 0
 

@@ -11,9 +11,19 @@ from config import Config, parse_config
 from tests.conftest import ROOT
 
 EVERY_FLAG = (
-    "--host", "--port", "--redis-url", "--database-url", "--access-token-secret",
-    "--participant-roles", "--mixpanel-token", "--mixpanel-events-url", "--cors-allowed-origins",
-    "--ping-interval", "--ping-timeout", "--max-payload", "--log-level",
+    "--host",
+    "--port",
+    "--redis-url",
+    "--database-url",
+    "--access-token-secret",
+    "--participant-roles",
+    "--mixpanel-token",
+    "--mixpanel-events-url",
+    "--cors-allowed-origins",
+    "--ping-interval",
+    "--ping-timeout",
+    "--max-payload",
+    "--log-level",
 )
 
 
@@ -85,8 +95,12 @@ def test_invalid_value_exits_2_with_one_line_naming_the_flag(
 
 def test_help_lists_every_flag_with_its_environment_variable() -> None:
     result = subprocess.run(
-        [sys.executable, "server.py", "--help"], cwd=ROOT, capture_output=True, text=True,
-        check=True, timeout=30,
+        [sys.executable, "server.py", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     for flag in EVERY_FLAG:
         assert flag in result.stdout
@@ -96,7 +110,11 @@ def test_help_lists_every_flag_with_its_environment_variable() -> None:
 
 def test_server_exits_2_on_a_bad_environment_value() -> None:
     result = subprocess.run(
-        [sys.executable, "server.py"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        [sys.executable, "server.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={"PATH": "/usr/bin:/bin", "ROLLCALL_PING_TIMEOUT": "never"},
     )
     assert result.returncode == 2
