@@ -12,6 +12,9 @@ run: $(INSTALLED)
 test: $(INSTALLED) $(NODE_INSTALLED)
 	@scripts/test.sh $(ARGS)
 
+demo: $(INSTALLED)
+	$(PY) scripts/demo.py $(ARGS)
+
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 

@@ -120,19 +120,18 @@ async def serve(config: Config) -> None:
             log.warning(
                 "%s is not answering at start (%s); serving anyway, /healthz says 503", name, value
             )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     app, _sio = build(config, services)
     http_server = tornado.httpserver.HTTPServer(
         app, max_body_size=config.max_payload, xheaders=True
     )
     http_server.listen(config.port, config.host)
-    log.info("rollcall listening on http://%s:%d", config.host, config.port)
     loop_lag = metrics.LoopLagMonitor()
     loop_lag.start()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    log.info("rollcall listening on http://%s:%d", config.host, config.port)
     await stop.wait()
     log.info("shutting down")
     http_server.stop()

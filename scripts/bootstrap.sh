@@ -12,6 +12,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ "$purpose" = test ]; then
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    # headless browser for the lesson page's test (tests/operations/test_lesson_page.py)
+    command -v chromium >/dev/null || missing+=(chromium)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

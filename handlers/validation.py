@@ -1,0 +1,64 @@
+"""The shape of a join_lesson request (join_lesson.md, "Request"), checked before any I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from config import ROLE_TEACHER
+from handlers.errors import InvalidRequest
+
+MAX_ID_LENGTH = 128
+ID_FIELDS = ("user_id", "lesson_id")
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """A well-formed join_lesson payload."""
+
+    user_id: str
+    lesson_id: str
+    access_token: str | None
+    role: str
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.role == ROLE_TEACHER
+
+
+def is_valid_text(value: str) -> bool:
+    """Whether `value` can be stored as is: PostgreSQL text holds no NUL character, and Redis
+    and PostgreSQL both need valid UTF-8 (JSON can carry unpaired surrogates, which are not)."""
+    if not value or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_join_request(args: tuple[Any, ...], participant_roles: Collection[str]) -> JoinRequest:
+    """The request carried by the event's arguments, or InvalidRequest naming what is wrong.
+
+    Exactly one argument, an object; fields beyond the four of the contract are ignored.
+    """
+    if len(args) != 1 or not isinstance(args[0], dict):
+        raise InvalidRequest("the request must be one object")
+    data = args[0]
+    ids = {}
+    for name in ID_FIELDS:
+        value = data.get(name)
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{name} must be a string")
+        if len(value) > MAX_ID_LENGTH or not is_valid_text(value):
+            raise InvalidRequest(f"{name} must be 1 to {MAX_ID_LENGTH} characters of text")
+        ids[name] = value
+    token = data.get("access_token")
+    if token is not None and not isinstance(token, str):
+        raise InvalidRequest("access_token must be a string or null")
+    role = data.get("role")
+    if not isinstance(role, str) or (role != ROLE_TEACHER and role not in participant_roles):
+        raise InvalidRequest("role must be teacher or a participant role")
+    return JoinRequest(access_token=token, role=role, **ids)

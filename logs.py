@@ -1,0 +1,113 @@
+"""Log formatting: readable text for people, one JSON object per line for log shippers.
+
+Handlers log one line per connection, join and disconnect and pass what describes it as `extra`
+(see EVENT_FIELDS); both formats print those fields. Neither ever prints a token or secret: a
+field whose name says it holds one is masked, and so is such a parameter inside a logged URL
+(Tornado's access log prints each request's query string).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+REDACTED = "[redacted]"
+#: The fields the per-event lines carry, in the order the text format prints them first.
+EVENT_FIELDS = (
+    "event", "sid", "transport", "role", "lesson_id", "user_id", "client_id", "outcome",
+    "reason", "duration_ms",
+)
+_SECRET_NAME = re.compile(r"token|secret|password|passwd|authorization|cookie", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[\w-]*(?:token|secret|password|passwd)[\w-]*)=(?P<value>[^&\s\"']+)",
+    re.IGNORECASE,
+)
+# Attributes every LogRecord has; anything else on a record came from `extra`.
+_RECORD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every token-, secret- or password-named parameter masked."""
+    return _SECRET_PARAM.sub(lambda m: f"{m['name']}={REDACTED}", text)
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call passed as `extra`, EVENT_FIELDS first, secrets masked."""
+    fields = {
+        key: value for key, value in record.__dict__.items()
+        if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+    }
+    ordered = {key: fields.pop(key) for key in EVENT_FIELDS if key in fields}
+    ordered.update(sorted(fields.items()))
+    return {
+        key: REDACTED if _SECRET_NAME.search(key) else value for key, value in ordered.items()
+    }
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...`, for a terminal or journalctl."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        head, newline, trace = line.partition("\n")
+        fields = " ".join(
+            f"{key}={_text_value(value)}" for key, value in extra_fields(record).items()
+        )
+        if fields:
+            head = f"{head} {fields}"
+        return redact(head + newline + trace)
+
+
+def _text_value(value: object) -> str:
+    text = "-" if value is None else str(value)
+    if not text or any(ch.isspace() or ch in "\"=" for ch in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `ts`, `level`, `logger`, `message`, the extras, `exc_info`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key, value in extra_fields(record).items():
+            entry.setdefault(key, value)
+        if record.exc_info:
+            entry["exc_info"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exc_info"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack_info"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(entry, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter for a --log-format value."""
+    if log_format == "json":
+        return JsonFormatter()
+    if log_format == "text":
+        return TextFormatter()
+    raise ValueError(f"unknown log format {log_format!r}; expected one of {LOG_FORMATS}")
+
+
+def configure(level: str, log_format: str) -> None:
+    """Send every logger's records to stderr at `level`, formatted as `log_format`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)

@@ -1,0 +1,199 @@
+"""Every Prometheus metric rollcall exports, named once, and the small helpers that feed them.
+
+The metrics live in their own registry (with the process, platform and GC collectors added) so
+that `/metrics` shows exactly what docs/operations.md documents, and so that tests building many
+applications in one process never register a metric twice. Other modules import the objects
+below and update them; nothing else creates a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+NAMESPACE = "rollcall"
+TRANSPORTS = ("polling", "websocket")
+#: The `code` of a join that succeeded; the other codes are the ack's error codes.
+JOIN_SUCCESS = "SUCCESS"
+#: The `role` label of a join whose request did not validate: the raw role is client-chosen text
+#: and would let any client create label values without bound.
+UNKNOWN_ROLE = "unknown"
+STORE_BACKENDS = ("redis", "postgres")
+# A join is one PostgreSQL and one Redis round trip: milliseconds when healthy, up to
+# --store-timeout (2 s by default) when a backend hangs.
+JOIN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LOOP_LAG_INTERVAL = 0.5
+
+# The `_created` series double every counter and histogram for a value no alert uses.
+disable_created_metrics()
+REGISTRY = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
+
+
+class _EngineSocket(Protocol):
+    closed: bool
+    upgraded: bool
+
+
+class EngineServer(Protocol):
+    """What the connection count needs of python-engineio's AsyncServer: its live sockets."""
+
+    sockets: Mapping[str, _EngineSocket]
+
+
+class ConnectionsCollector(Collector):
+    """`rollcall_connections{transport}`, counted from the Engine.IO servers at scrape time.
+
+    Counting the live sockets instead of incrementing and decrementing a gauge on connect and
+    disconnect means the number can never drift when a disconnect path is missed. Servers are held
+    weakly, so a test that builds and drops many applications does not keep them alive.
+    """
+
+    def __init__(self) -> None:
+        self._servers: weakref.WeakSet[EngineServer] = weakref.WeakSet()
+
+    def track(self, server: EngineServer) -> None:
+        """Count `server`'s sockets from now on."""
+        self._servers.add(server)
+
+    def counts(self) -> dict[str, int]:
+        """Open Engine.IO connections by transport (a polling socket upgraded is websocket)."""
+        counts = dict.fromkeys(TRANSPORTS, 0)
+        for server in list(self._servers):
+            for socket in list(server.sockets.values()):
+                if not socket.closed:
+                    counts["websocket" if socket.upgraded else "polling"] += 1
+        return counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_connections",
+            "Open Engine.IO connections, by transport.",
+            labels=["transport"],
+        )
+        for transport, count in self.counts().items():
+            family.add_metric([transport], count)
+        yield family
+
+
+CONNECTIONS = ConnectionsCollector()
+REGISTRY.register(CONNECTIONS)
+
+JOINS = Counter(
+    "joins", "join_lesson requests answered, by role and ack code (SUCCESS or the error code).",
+    ["role", "code"], namespace=NAMESPACE, registry=REGISTRY,
+)
+JOIN_SECONDS = Histogram(
+    "join_seconds", "Seconds from receiving join_lesson to its ack.",
+    namespace=NAMESPACE, buckets=JOIN_BUCKETS, registry=REGISTRY,
+)
+STORE_ERRORS = Counter(
+    "store_errors", "Redis or PostgreSQL calls that failed or timed out, by backend.",
+    ["backend"], namespace=NAMESPACE, registry=REGISTRY,
+)
+STORE_SECONDS = Histogram(
+    "store_seconds", "Seconds each Redis or PostgreSQL call took, failed ones included.",
+    ["backend"], namespace=NAMESPACE, buckets=STORE_BUCKETS, registry=REGISTRY,
+)
+MIXPANEL_QUEUE_LENGTH = Gauge(
+    "mixpanel_queue_length", "Mixpanel events waiting to be sent.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+MIXPANEL_DROPPED = Counter(
+    "mixpanel_dropped", "Mixpanel events dropped: queue full, send failed or timed out.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Gauge(
+    "event_loop_lag_seconds",
+    "How late the last periodic wake-up of the event loop was: time no callback could run.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+
+# Pre-create the label sets an alert compares against, so that they read 0 rather than being
+# absent before the first error.
+for _backend in STORE_BACKENDS:
+    STORE_ERRORS.labels(_backend)
+    STORE_SECONDS.labels(_backend)
+
+
+def record_join(role: str, code: str, seconds: float) -> None:
+    """Count one answered join and observe its latency.
+
+    `role` must be a validated role, or UNKNOWN_ROLE when the request did not validate.
+    """
+    JOINS.labels(role, code).inc()
+    JOIN_SECONDS.observe(seconds)
+
+
+@contextlib.contextmanager
+def store_call(backend: str) -> Iterator[None]:
+    """Time one Redis or PostgreSQL call, counting it as an error if it raises.
+
+    A plain (not async) context manager, so it wraps an `await` as well:
+    `with metrics.store_call("redis"): await pipe.execute()`.
+    """
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        STORE_ERRORS.labels(backend).inc()
+        raise
+    finally:
+        STORE_SECONDS.labels(backend).observe(time.perf_counter() - start)
+
+
+class LoopLagMonitor:
+    """Measures event-loop lag: how much later than asked a periodic sleep wakes up.
+
+    A handler that blocks the loop (a synchronous call, a large JSON document) delays every
+    connection at once; this shows it as one number.
+    """
+
+    def __init__(self, interval: float = LOOP_LAG_INTERVAL) -> None:
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start measuring on the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop measuring and wait for the task to end."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def measure_once(self) -> float:
+        """Sleep one interval, record how late the wake-up was, and return it."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.sleep(self.interval)
+        lag = max(0.0, loop.time() - start - self.interval)
+        EVENT_LOOP_LAG.set(lag)
+        return lag
+
+    async def _run(self) -> None:
+        while True:
+            await self.measure_once()

@@ -1,0 +1,118 @@
+"""The stores against the real PostgreSQL and Redis: batched lookups and batched join scripts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import ResponseError
+
+from store.errors import StoreUnavailable
+from store.lessons import LessonSeat, LessonStore
+from store.presence import (
+    JoinOutcome,
+    ParticipantJoin,
+    PresenceStore,
+    SeatsOnly,
+    TeacherJoin,
+)
+
+TIMEOUT = 1.0
+
+
+@pytest.fixture
+def lessons(io_loop, database, database_url):
+    with database.cursor() as cur:
+        cur.execute("INSERT INTO lesson VALUES ('a', 3), ('b', 2)")
+        cur.execute("INSERT INTO student_attend VALUES ('a', 'u1', 1), ('a', 'u2', NULL), "
+                    "('b', 'u1', 2)")
+    store = io_loop.run_sync(lambda: LessonStore.open(database_url, TIMEOUT))
+    yield store
+    io_loop.run_sync(store.close)
+
+
+@pytest.fixture
+def presence(io_loop, redis_db, redis_url):
+    store = PresenceStore.open(redis_url, TIMEOUT)
+    yield store
+    io_loop.run_sync(store.close)
+
+
+@pytest.mark.gen_test
+async def test_lookup_many_answers_each_pair_in_order(lessons):
+    pairs = [("a", "u1"), ("a", "u2"), ("a", "u3"), ("missing", "u1"), ("b", "u1"), ("a", "u1")]
+
+    assert await lessons.lookup_many(pairs) == [
+        LessonSeat(3, 1), LessonSeat(3, None), LessonSeat(3, None), None, LessonSeat(2, 2),
+        LessonSeat(3, 1),
+    ]
+
+
+@pytest.mark.gen_test
+async def test_concurrent_lookups_each_get_their_own_answer(lessons):
+    results = await asyncio.gather(
+        lessons.lookup("a", "u1"), lessons.lookup("b", "u1"), lessons.lookup("x", "u1")
+    )
+
+    assert results == [LessonSeat(3, 1), LessonSeat(2, 2), None]
+
+
+@pytest.mark.gen_test
+async def test_one_bad_join_in_a_pipeline_does_not_fail_the_others(presence, redis_db):
+    redis_db.set("t-bad", "a string")
+
+    results = await presence.join_many([
+        TeacherJoin("l", 2, "sid-1", "t-good"),
+        TeacherJoin("l2", 2, "sid-2", "t-bad"),
+        ParticipantJoin("l", 2, "sid-3", "c1", "student"),
+    ])
+
+    assert results[0] == JoinOutcome(seat_map_created=True, reconnect=False)
+    assert isinstance(results[1], ResponseError) and "WRONGTYPE" in str(results[1])
+    assert results[2] == JoinOutcome(seat_map_created=False, reconnect=False)
+    assert not redis_db.exists("lesson_seat_l2", "lesson_teacher_l2")
+    assert redis_db.get("t-bad") == "a string"
+    assert redis_db.hgetall("c1") == {"sid": "sid-3", "client_id": "c1", "role": "student"}
+
+
+@pytest.mark.gen_test
+async def test_the_script_is_reloaded_after_a_script_flush(presence, redis_db):
+    assert await presence.join(SeatsOnly("l", 1)) == JoinOutcome(True, False)
+    redis_db.script_flush()
+
+    outcome = await presence.join(ParticipantJoin("l", 1, "sid", "c1", "student"))
+
+    assert outcome == JoinOutcome(seat_map_created=False, reconnect=False)
+    assert redis_db.hget("c1", "sid") == "sid"
+
+
+@pytest.mark.gen_test
+async def test_a_large_seat_map_is_created_whole(presence, redis_db):
+    seats = 2500  # more than one HSET chunk
+
+    await presence.join(SeatsOnly("big", seats))
+
+    assert redis_db.hlen("lesson_seat_big") == seats
+    assert redis_db.hget("lesson_seat_big", str(seats)) == ""
+
+
+@pytest.mark.gen_test
+async def test_a_lesson_without_seats_gets_no_seat_map(presence, redis_db):
+    assert await presence.join(SeatsOnly("none", 0)) == JoinOutcome(False, False)
+
+    assert not redis_db.exists("lesson_seat_none")
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_outage_fails_every_join_of_the_batch_quickly(presence, redis_outage):
+    await asyncio.to_thread(redis_outage.begin)
+    started = asyncio.get_running_loop().time()
+
+    results = await asyncio.gather(
+        presence.join(SeatsOnly("l", 1)),
+        presence.join(TeacherJoin("l", 1, "sid", "t1")),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(result, StoreUnavailable) for result in results)
+    assert asyncio.get_running_loop().time() - started < TIMEOUT

@@ -1,0 +1,138 @@
+"""The join_lesson request rules and token verification, without I/O."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from handlers.errors import InvalidRequest, InvalidToken
+from handlers.tokens import TokenVerifier
+from handlers.validation import MAX_ID_LENGTH, JoinRequest, parse_join_request
+
+ROLES = ("student", "observer")
+SECRET = "unit-test-secret-at-least-32-bytes-long"
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+valid_ids = st.text(min_size=1, max_size=MAX_ID_LENGTH).filter(
+    lambda s: "\x00" not in s and not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+)
+valid_requests = st.fixed_dictionaries(
+    {
+        "user_id": valid_ids,
+        "lesson_id": valid_ids,
+        "role": st.sampled_from(("teacher", *ROLES)),
+    },
+    optional={"access_token": st.none() | st.text()},
+)
+
+
+def conforms(data: Any) -> bool:
+    """join_lesson.md's table, written independently of the code under test."""
+    def is_id(value: Any) -> bool:
+        return (
+            isinstance(value, str) and 1 <= len(value) <= MAX_ID_LENGTH and "\x00" not in value
+            and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+        )
+
+    return (
+        isinstance(data, dict)
+        and is_id(data.get("user_id"))
+        and is_id(data.get("lesson_id"))
+        and (data.get("access_token") is None or isinstance(data.get("access_token"), str))
+        and data.get("role") in ("teacher", *ROLES)
+    )
+
+
+@given(valid_requests)
+def test_every_conforming_request_is_accepted(data):
+    parsed = parse_join_request((data,), ROLES)
+
+    assert parsed == JoinRequest(
+        data["user_id"], data["lesson_id"], data.get("access_token"), data["role"]
+    )
+
+
+@given(st.one_of(json_values, valid_requests.flatmap(
+    lambda req: st.sampled_from(list(req)).flatmap(
+        lambda field: json_values.map(lambda value: {**req, field: value})
+    )
+)))
+def test_anything_else_is_invalid_request_and_nothing_worse(data):
+    if conforms(data):
+        assert isinstance(parse_join_request((data,), ROLES), JoinRequest)
+    else:
+        with pytest.raises(InvalidRequest):
+            parse_join_request((data,), ROLES)
+
+
+@given(st.lists(json_values, max_size=3).filter(lambda args: len(args) != 1))
+def test_not_exactly_one_argument_is_invalid(args):
+    with pytest.raises(InvalidRequest):
+        parse_join_request(tuple(args), ROLES)
+
+
+def test_extra_fields_are_ignored():
+    data = {"user_id": "u", "lesson_id": "l", "role": "student", "device": "ios"}
+
+    assert parse_join_request((data,), ROLES) == JoinRequest("u", "l", None, "student")
+
+
+def test_the_length_limit_counts_characters():
+    data = {"user_id": "é" * MAX_ID_LENGTH, "lesson_id": "l", "role": "student"}
+
+    assert parse_join_request((data,), ROLES).user_id == "é" * MAX_ID_LENGTH
+
+
+def encode(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    ("claims", "client_id"),
+    [
+        ({"client_id": "c1"}, "c1"),
+        ({"sub": "s1"}, "s1"),
+        ({"client_id": "c1", "sub": "s1"}, "c1"),
+        ({"client_id": 42, "sub": "s1"}, "s1"),
+        ({"client_id": "", "sub": "s1"}, "s1"),
+        ({"client_id": "c1", "exp": int(time.time()) + 60}, "c1"),
+    ],
+)
+def test_token_client_id(claims, client_id):
+    assert TokenVerifier(SECRET).client_id(encode(claims)) == client_id
+
+
+@pytest.mark.parametrize(
+    "access_token",
+    [
+        encode({"client_id": "c1"}, secret="another-secret-at-least-32-bytes-long"),
+        encode({"client_id": "c1", "exp": int(time.time()) - 1}),
+        encode({"name": "c1"}),
+        encode({"client_id": 7}),
+        encode({"client_id": "bad\x00"}),
+        jwt.encode({"client_id": "c1"}, None, algorithm="none"),
+        encode({"client_id": "c1"}, algorithm="HS512"),
+        "a.b.c",
+        "",
+        "\ud800",
+    ],
+    ids=["forged", "expired", "no-claim", "int-claim", "nul-claim", "unsigned", "hs512",
+         "malformed", "empty", "surrogate"],
+)
+def test_token_refused(access_token):
+    with pytest.raises(InvalidToken):
+        TokenVerifier(SECRET).client_id(access_token)
+
+
+def test_without_a_secret_every_token_is_refused():
+    with pytest.raises(InvalidToken):
+        TokenVerifier(None).client_id(encode({"client_id": "c1"}))

@@ -1,0 +1,75 @@
+"""GET /lessons/{lesson_id} (live presence as JSON) and /lessons/{lesson_id}/view (a page of it).
+
+Both are admin-only (see web.auth). The page is static HTML plus a script that polls the JSON
+endpoint every second: the simplest live view that works through any proxy, and whose state is
+always what Redis holds rather than a stream that could miss an update.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import tornado.template
+import tornado.web
+
+from handlers.validation import MAX_ID_LENGTH
+from store.errors import StoreUnavailable
+from web.auth import HTTP_NOT_FOUND, AdminHandler, AdminPageHandler
+from web.presence import PresenceReader
+
+HERE = pathlib.Path(__file__).resolve().parent
+TEMPLATES = tornado.template.Loader(str(HERE / "templates"))
+STATIC_DIR = HERE / "static"
+STATIC_URL = "/static/"
+POLL_INTERVAL_MS = 1000
+LESSON_ROUTE = "lesson"
+HTTP_SERVICE_UNAVAILABLE = 503
+# The page loads only its own script and style, and talks only to this origin.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def _checked(lesson_id: str) -> str:
+    if len(lesson_id) > MAX_ID_LENGTH:
+        raise tornado.web.HTTPError(HTTP_NOT_FOUND)
+    return lesson_id
+
+
+class LessonHandler(AdminHandler):
+    """The lesson's teachers, participants (sid, role) and seat map, as JSON."""
+
+    def initialize(self, admin_token: str | None, reader: PresenceReader) -> None:
+        super().initialize(admin_token)
+        self.reader = reader
+
+    async def get(self, lesson_id: str) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json")
+        try:
+            presence = await self.reader.lesson(_checked(lesson_id))
+        except StoreUnavailable as exc:
+            self.set_status(HTTP_SERVICE_UNAVAILABLE)
+            self.finish(json.dumps({"status": "unavailable", exc.backend: exc.reason}))
+            return
+        self.finish(json.dumps(presence.as_json()))
+
+
+class LessonViewHandler(AdminPageHandler):
+    """The HTML page; its script (static/lesson_view.js) fills it from the JSON endpoint."""
+
+    def get(self, lesson_id: str) -> None:
+        lesson_id = _checked(lesson_id)
+        self.set_header("Content-Security-Policy", PAGE_POLICY)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        page = TEMPLATES.load("lesson_view.html").generate(
+            lesson_id=lesson_id,
+            source=self.reverse_url(LESSON_ROUTE, lesson_id),
+            static_url=STATIC_URL,
+            poll_interval_ms=POLL_INTERVAL_MS,
+        )
+        self.finish(page)
