@@ -1,7 +1,7 @@
 """Mixpanel tracking, kept off the event loop.
 
 The mixpanel library is synchronous: each event is a blocking HTTP request. Events are therefore
-queued (bounded: when Mixpanel is slow or down, new events are dropped rather than piling up)
+queued (bounded: when Mixpanel is slow or down, the oldest events are dropped, not piled up)
 and sent by one worker thread with a request timeout. Tracking never delays or changes an ack.
 Without a Mixpanel token the tracker is off.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import mixpanel
 
+import metrics
 from config import Config
 
 log = logging.getLogger("rollcall.tracking")
@@ -41,6 +42,7 @@ class Tracker:
         self.enabled = token is not None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
+        metrics.MIXPANEL_QUEUE_LENGTH.set_function(self._queue.qsize)
         if token is None:
             return
         consumer = mixpanel.Consumer(
@@ -55,13 +57,26 @@ class Tracker:
         return cls(config.mixpanel_token, config.mixpanel_events_url)
 
     def track(self, distinct_id: str, event: str, properties: dict[str, Any]) -> None:
-        """Queue an event without blocking; dropped (and logged) when the queue is full."""
+        """Queue an event without blocking; when the queue is full the oldest event is dropped
+        (counted and logged), so a slow Mixpanel delays nothing and memory stays bounded."""
         if not self.enabled:
             return
+        item = (distinct_id, event, properties)
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
         try:
-            self._queue.put_nowait((distinct_id, event, properties))
-        except queue.Full:
-            log.warning("mixpanel queue full; dropped event %s", event)
+            dropped = self._queue.get_nowait()
+        except queue.Empty:
+            return  # the worker took one meanwhile: there is room now
+        self._queue.task_done()
+        metrics.MIXPANEL_DROPPED.inc()
+        log.warning("mixpanel queue full; dropped the oldest event %s", dropped[1])
 
     def _work(self) -> None:
         while True:
@@ -72,8 +87,10 @@ class Tracker:
                 distinct_id, event, properties = item
                 self._mixpanel.track(distinct_id, event, properties)
             except mixpanel.MixpanelException as exc:
+                metrics.MIXPANEL_DROPPED.inc()
                 log.warning("mixpanel did not take event %s: %s", item[1], exc)
             except Exception:
+                metrics.MIXPANEL_DROPPED.inc()
                 log.exception("mixpanel event %s failed", item[1])
             finally:
                 self._queue.task_done()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+import metrics
 from handlers.errors import Code, JoinError, LessonNotFound, Unavailable
 from handlers.tokens import TokenVerifier
 from handlers.validation import JoinRequest, parse_join_request
@@ -82,14 +83,20 @@ class JoinLesson:
             ack, outcome = error(Code.INTERNAL, INTERNAL_MESSAGE), Code.INTERNAL.value
         else:
             ack, outcome = success(), STATUS_SUCCESS
+        seconds = time.perf_counter() - started
+        role = request.role if request else metrics.UNKNOWN_ROLE
+        metrics.record_join(role, outcome, seconds)
         log.info(
-            "join_lesson sid=%s role=%s lesson=%s outcome=%s duration_ms=%.2f%s",
-            sid,
-            _shown(request.role if request else None),
-            _shown(request.lesson_id if request else None),
-            outcome,
-            (time.perf_counter() - started) * 1000,
-            f" detail={detail!r}" if detail else "",
+            "join_lesson",
+            extra={
+                "event": "join",
+                "sid": sid,
+                "role": role,
+                "lesson_id": request.lesson_id if request else None,
+                "outcome": outcome,
+                "reason": detail or None,
+                "duration_ms": round(seconds * 1000, 2),
+            },
         )
         return ack
 
@@ -127,8 +134,3 @@ class JoinLesson:
             self._tracker.track(
                 client_id, RECONNECT_EVENT, {"lesson_id": request.lesson_id, "role": request.role}
             )
-
-
-def _shown(value: str | None) -> str:
-    """A client-supplied value for the log line: quoted, so it cannot forge or split lines."""
-    return "-" if value is None else repr(value)

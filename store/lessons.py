@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiopg
 import psycopg2
 
+import metrics
 from store import aiopg_compat
 from store.coalesce import Coalescer
 from store.errors import StoreUnavailable
@@ -83,10 +84,11 @@ class LessonStore:
 
     async def _fetchall(self, query: str, params: tuple) -> list[tuple]:
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._pool.acquire() as conn, conn.cursor() as cur:
-                    await cur.execute(query, params)
-                    return await cur.fetchall()
+            with metrics.store_call(BACKEND):
+                async with asyncio.timeout(self._timeout):
+                    async with self._pool.acquire() as conn, conn.cursor() as cur:
+                        await cur.execute(query, params)
+                        return await cur.fetchall()
         except TimeoutError:
             raise StoreUnavailable(BACKEND, "timed out") from None
         except (psycopg2.OperationalError, psycopg2.InterfaceError, OSError) as exc:

@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import metrics
 from store.coalesce import Coalescer
 from store.errors import StoreUnavailable
 
@@ -175,8 +176,9 @@ class PresenceStore:
     async def _available(self) -> AsyncIterator[None]:
         """Turns a Redis that does not answer in time, or refuses, into StoreUnavailable."""
         try:
-            async with asyncio.timeout(self._timeout):
-                yield
+            with metrics.store_call(BACKEND):
+                async with asyncio.timeout(self._timeout):
+                    yield
         except TimeoutError:
             raise StoreUnavailable(BACKEND, "timed out") from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from logs import TextFormatter
 from store.presence import PRESENCE_TTL
 
 from .conftest import MIXPANEL_TOKEN
@@ -133,9 +134,7 @@ async def test_seats_assigned_by_others_survive_later_joins(connect, lesson, red
     redis_db.hdel(SEAT_KEY, "30")
     second = await connect()
 
-    assert await second.join(
-        request(access_token=participant_token("c1", secret))
-    ) == SUCCESS
+    assert await second.join(request(access_token=participant_token("c1", secret))) == SUCCESS
 
     expected = {**EMPTY_SEAT_MAP, "3": "someone"}
     del expected["30"]
@@ -148,9 +147,7 @@ async def test_event_without_ack_id_still_runs(
 ):
     client = await connect()
     async with keyspace_watch(redis_url) as watch:
-        await client.sio.emit(
-            "join_lesson", request(access_token=participant_token("c1", secret))
-        )
+        await client.sio.emit("join_lesson", request(access_token=participant_token("c1", secret)))
         await watch.wait_for(STUDENTS_KEY, "hset")
 
     assert redis_db.hgetall(STUDENTS_KEY) == {"c1": client.sid}
@@ -165,14 +162,20 @@ async def test_each_join_is_logged_in_one_line_without_the_token(connect, lesson
     assert await client.join(request(access_token=access_token)) == SUCCESS
     assert (await client.join(request(lesson_id="nope")))["status"] == "ERROR"
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "rollcall.join_lesson"]
-    assert len(lines) == 2
-    for line, outcome in zip(lines, ("SUCCESS", "LESSON_NOT_FOUND"), strict=True):
+    records = [r for r in caplog.records if r.name == "rollcall.join_lesson"]
+    assert len(records) == 2
+    formatter = TextFormatter()
+    for record, outcome, lesson_id in zip(
+        records, ("SUCCESS", "LESSON_NOT_FOUND"), (LESSON, "nope"), strict=True
+    ):
+        assert (record.sid, record.role, record.lesson_id, record.outcome) == (
+            client.sid,
+            "student",
+            lesson_id,
+            outcome,
+        )
+        assert record.duration_ms >= 0
+        line = formatter.format(record)
         assert "\n" not in line
-        assert f"sid={client.sid} " in line
-        assert "role='student'" in line
-        assert f"outcome={outcome} " in line
-        assert "duration_ms=" in line
+        assert f"sid={client.sid} role=student lesson_id={lesson_id} outcome={outcome} " in line
         assert access_token not in line
-    assert f"lesson='{LESSON}'" in lines[0]
-    assert "lesson='nope'" in lines[1]

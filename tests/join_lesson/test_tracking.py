@@ -11,6 +11,7 @@ import pytest
 import tornado.httpserver
 import tornado.web
 
+import metrics
 from tracking import Tracker
 
 from .helpers import MixpanelSink, free_port
@@ -58,6 +59,10 @@ async def test_events_reach_the_endpoint_with_their_properties():
     assert (properties["lesson_id"], properties["role"]) == ("l1", "student")
 
 
+def dropped_total() -> float:
+    return metrics.REGISTRY.get_sample_value("rollcall_mixpanel_dropped_total") or 0.0
+
+
 @pytest.mark.gen_test
 async def test_without_a_token_tracking_is_off():
     tracker = Tracker(None)
@@ -79,7 +84,9 @@ async def test_a_slow_endpoint_never_blocks_track(caplog):
         tracker.track("c1", "reconnect", {})
         await arrived.wait()  # the worker is now stuck in the request
         tracker.track("c2", "reconnect", {})  # fills the queue
-        tracker.track("c3", "reconnect", {})  # dropped
+        dropped_before = dropped_total()
+        tracker.track("c3", "reconnect", {})  # c2, the oldest queued event, is dropped
+        assert dropped_total() == dropped_before + 1
         assert time.monotonic() - started < TRACK_BUDGET + 0.5  # the wait for `arrived` included
         with caplog.at_level(logging.WARNING, logger="rollcall.tracking"):
             await tracker.drain()  # the timed-out requests are logged, not raised

@@ -118,7 +118,6 @@ async def test_connections_are_counted_by_transport(url: str, sio, connect: Conn
     await eventually(lambda: collector.counts() == {"polling": 0, "websocket": 0}, "poll gone")
 
 
-@pytest.mark.xfail(strict=True, reason="handlers/join_lesson.py does not call metrics.record_join")
 @pytest.mark.gen_test(timeout=20)
 async def test_joins_are_counted_by_role_and_code(url: str, lesson: str, connect: Connect) -> None:
     ok = sample("rollcall_joins_total", role="student", code="SUCCESS")
