@@ -86,18 +86,17 @@ class JoinLesson:
         seconds = time.perf_counter() - started
         role = request.role if request else metrics.UNKNOWN_ROLE
         metrics.record_join(role, outcome, seconds)
-        log.info(
-            "join_lesson",
-            extra={
-                "event": "join",
-                "sid": sid,
-                "role": role,
-                "lesson_id": request.lesson_id if request else None,
-                "outcome": outcome,
-                "reason": detail or None,
-                "duration_ms": round(seconds * 1000, 2),
-            },
-        )
+        fields = {
+            "event": "join",
+            "sid": sid,
+            "role": role,
+            "lesson_id": request.lesson_id if request else None,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        if detail:
+            fields["reason"] = detail
+        log.info("join_lesson", extra=fields)
         return ack
 
     async def _join(self, sid: str, request: JoinRequest) -> None:

@@ -8,7 +8,7 @@ DIR=.run/dev
 REDIS_PORT=6390
 PG_PORT=5440
 PY=.venv/bin/python
-export ACCESS_TOKEN_SECRET=${ACCESS_TOKEN_SECRET:-demo-secret-not-for-production}
+export ACCESS_TOKEN_SECRET=${ACCESS_TOKEN_SECRET:-demo-secret-for-make-run-never-for-production}
 export CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-*}
 
 started=()
@@ -27,7 +27,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
     started+=(pg-stop)
     export DATABASE_URL="postgresql://rollcall@127.0.0.1:$PG_PORT/rollcall"
 fi
-psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f store/schema.sql -f scripts/demo.sql >/dev/null
+PGOPTIONS=--client-min-messages=warning psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f store/schema.sql -f scripts/demo.sql >/dev/null
 
 host=${ROLLCALL_HOST:-127.0.0.1}
 port=${ROLLCALL_PORT:-8000}
