@@ -123,15 +123,7 @@ def _check_header(packet: Packet, ptype: PacketType) -> None:
     pid = packet.id
     if pid is not None and (type(pid) is not int or pid < 0):
         raise ProtocolError(f"invalid ack id {pid!r}")
-    if pid is not None and ptype not in (
-        PacketType.EVENT,
-        PacketType.ACK,
-        PacketType.BINARY_EVENT,
-        PacketType.BINARY_ACK,
-    ):
-        raise ProtocolError(f"{ptype.name} cannot carry an ack id")
-    if pid is None and ptype in (PacketType.ACK, PacketType.BINARY_ACK):
-        raise ProtocolError("ACK needs an id")
+    _check_ack_id(ptype, pid)
 
 
 def _prefix(ptype: int, attachments: int, namespace: str, pid: int | None) -> str:
@@ -154,6 +146,20 @@ def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
     if isinstance(data, dict):
         return {key: _deconstruct(value, buffers) for key, value in data.items()}
     return data
+
+
+_CARRY_ACK_ID = frozenset(
+    {PacketType.EVENT, PacketType.ACK, PacketType.BINARY_EVENT, PacketType.BINARY_ACK}
+)
+_NEED_ACK_ID = frozenset({PacketType.ACK, PacketType.BINARY_ACK})
+
+
+def _check_ack_id(ptype: PacketType, pid: int | None) -> None:
+    """Only events and acks carry an ack id, and acks always do."""
+    if pid is not None and ptype not in _CARRY_ACK_ID:
+        raise ProtocolError(f"{ptype.name} cannot carry an ack id")
+    if pid is None and ptype in _NEED_ACK_ID:
+        raise ProtocolError(f"{ptype.name} needs an ack id")
 
 
 def encode(packet: Packet) -> list[str | bytes]:
@@ -316,15 +322,7 @@ class Decoder:
                 raise ProtocolError("ack id too long") from None
             pos = end
         data = _loads(text[pos:]) if pos < len(text) else None
-        if pid is not None and ptype not in (
-            PacketType.EVENT,
-            PacketType.ACK,
-            PacketType.BINARY_EVENT,
-            PacketType.BINARY_ACK,
-        ):
-            raise ProtocolError(f"{ptype.name} cannot carry an ack id")
-        if pid is None and ptype in (PacketType.ACK, PacketType.BINARY_ACK):
-            raise ProtocolError("ACK without an id")
+        _check_ack_id(ptype, pid)
         _check_data(ptype, data)
         if not attachments:
             return Packet(ptype, namespace, data, pid)
