@@ -15,6 +15,10 @@ test: $(INSTALLED) $(NODE_INSTALLED)
 demo: $(INSTALLED)
 	$(PY) scripts/demo.py $(ARGS)
 
+bench: $(INSTALLED)
+	$(PY) bench/protocol_bench.py
+	$(PY) bench/join_bench.py
+
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 

@@ -11,12 +11,13 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +41,11 @@ def pinned(core: str, argv: Sequence[str]) -> list[str]:
 
 
 def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 20.0) -> None:
-    """Poll the Engine.IO handshake until it answers, the process dies, or timeout passes."""
+    """Poll the Engine.IO handshake until it answers, the process dies, or timeout passes.
+
+    The Engine.IO session the handshake opened is closed again, so that it does not count
+    against a per-address connection limit during the run.
+    """
     url = f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -48,8 +53,11 @@ def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 20.0) -> None
             raise RuntimeError(f"server exited with status {proc.returncode} before it was ready")
         try:
             with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.read(2) == b"0{":
-                    return
+                opening = reply.read()
+            if opening.startswith(b"0{"):
+                sid = json.loads(opening[1:])["sid"]
+                urllib.request.urlopen(f"{url}&sid={sid}", data=b"1", timeout=1).close()
+                return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.05)
@@ -75,16 +83,30 @@ def server(argv: Sequence[str], port: int, log: Path) -> Iterator[subprocess.Pop
                 proc.wait()
 
 
-def run_loadgen(port: int, server_pid: int, args: Sequence[str]) -> dict[str, Any]:
+def run_loadgen(
+    port: int,
+    server_pid: int,
+    args: Sequence[str],
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Run bench/loadgen.py pinned to the client core against port and return its JSON record.
 
-    Its readable line goes straight to our stderr.
+    on_result, if given, is called with the record as soon as loadgen prints it, i.e. while its
+    connections are still open if args has --linger. loadgen's readable line goes to our stderr.
     """
     argv = [PYTHON, str(BENCH / "loadgen.py"), "--url", f"http://127.0.0.1:{port}",
             "--server-pid", str(server_pid), *args]
-    done = subprocess.run(pinned(CLIENT_CORE, argv), cwd=REPO, stdout=subprocess.PIPE,
-                          text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(pinned(CLIENT_CORE, argv), cwd=REPO, stdout=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        result = json.loads(line) if line.startswith("{") else None
+        if result is not None and on_result is not None:
+            on_result(result)
+        proc.stdout.read()
+    if proc.returncode != 0 or result is None:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
+    return result
 
 
 def machine() -> str:
@@ -120,21 +142,27 @@ def result_cells(r: dict[str, Any]) -> list[str]:
     """The RESULT_HEADERS cells of one loadgen record."""
     cpu = r["server_cpu"]
     per_cpu = f"{r['acks_per_s'] / cpu:.0f}" if cpu else "?"
+    median = r.get("median_per_cpu")
     return [f"{r['acks_per_s']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
             f"{r['error_acks']}/{r['transport_errors']}", "?" if cpu is None else f"{cpu:.0%}",
-            per_cpu, f"{r['client_cpu']:.0%}", busy_cores(r)]
+            per_cpu, "?" if median is None else f"{median:.0f}", f"{r['client_cpu']:.0%}",
+            busy_cores(r)]
 
 
 def best_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the most acks/s: other load on the machine only ever slows a run down."""
-    return max(runs, key=lambda r: r["acks_per_s"])
+    """The run with the most acks/s (other load on the machine only ever slows a run down), plus
+    median_per_cpu: the median over all runs of acks per server CPU-second."""
+    best = dict(max(runs, key=lambda r: r["acks_per_s"]))
+    per_cpu = [r["acks_per_s"] / r["server_cpu"] for r in runs if r["server_cpu"]]
+    best["median_per_cpu"] = statistics.median(per_cpu) if per_cpu else None
+    return best
 
 
 def per_cpu_ratio(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """a's acks per server CPU-second over b's, as text ("?" without CPU figures)."""
-    if not (a["server_cpu"] and b["server_cpu"]):
+    """Ratio of a's and b's median acks per server CPU-second, as text ("?" without them)."""
+    if not (a["median_per_cpu"] and b["median_per_cpu"]):
         return "?"
-    return f"{(a['acks_per_s'] / a['server_cpu']) / (b['acks_per_s'] / b['server_cpu']):.2f}x"
+    return f"{a['median_per_cpu'] / b['median_per_cpu']:.2f}x"
 
 
 def missing_cells(why: str) -> list[str]:
@@ -146,7 +174,8 @@ def busy_cores(r: dict[str, Any]) -> str:
     return " ".join(f"{v:.0%}" for v in r["core_busy"].values())
 
 
-# "acks per server CPU-second" divides out CPU the server did not get because other processes
-# ran on its core; "cores busy" shows how busy each core was in all (core 0, core 1).
+# "acks per server CPU-s" divides out CPU the server did not get because other processes ran on
+# its core (that of the run shown, then the median over all rounds); "cores busy" shows how busy
+# each core was in all (core 0, core 1).
 RESULT_HEADERS = ["acks/s", "p50 ms", "p99 ms", "errors ack/transport", "server CPU",
-                  "acks per server CPU-s", "client CPU", "cores busy"]
+                  "acks per server CPU-s", "median of rounds", "client CPU", "cores busy"]

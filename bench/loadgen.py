@@ -18,8 +18,14 @@ Payloads (--mode):
                  teacher joins and participant joins (HS256 tokens signed with --secret) over
                  --lessons lessons of --students students each; the ack must be
                  {"status":"SUCCESS","data":{}}, anything else is an error ack (counted by code).
+                 --spread sticky (default): each connection is one caller (a teacher with
+                 probability --teacher-share) who re-joins the same lesson, as a client that
+                 re-joins after a reconnect; --spread hop: every join picks caller and lesson anew,
+                 so each connection keeps switching lessons.
 
-Output: one line of JSON on stdout (for scripts) and one readable line on stderr. It also reports
+Output: one line of JSON on stdout (for scripts) and one readable line on stderr, printed as soon
+as the window ends; with --linger the connections then stay open that long (join_bench.py
+inspects Redis while the clients are still connected) before they close. It also reports
 its own CPU use over the window (client_cpu, 1.0 = one core busy), and, on Linux, how busy each core
 was and how much CPU --server-pid used, so a saturated load generator shows in the numbers.
 """
@@ -117,8 +123,11 @@ def join_payloads(lessons: int, students: int, secret: str) -> tuple[list[str], 
 
 
 def join_workload_factory(
-    lessons: int, students: int, secret: str, teacher_share: float
+    lessons: int, students: int, secret: str, teacher_share: float, spread: str
 ) -> Callable[[random.Random], Workload]:
+    """Join workloads: with spread "sticky" each connection is one caller who joins the same
+    lesson again and again; with "hop" every join picks a caller and lesson anew (so a connection
+    keeps switching lessons)."""
     teachers, participants = join_payloads(lessons, students, secret)
 
     def judge(args: list[Any]) -> str | None:
@@ -130,14 +139,17 @@ def join_workload_factory(
         data = ack.get("data")
         return str(data.get("code", "NO_CODE")) if isinstance(data, dict) else "NO_CODE"
 
-    def make(rng: random.Random) -> Workload:
-        def next_payload() -> tuple[str, str]:
-            i = rng.randrange(lessons)
-            if rng.random() < teacher_share:
-                return teachers[i], SUCCESS_ACK
-            return participants[i][rng.randrange(students)], SUCCESS_ACK
+    def pick(rng: random.Random) -> tuple[str, str]:
+        i = rng.randrange(lessons)
+        if rng.random() < teacher_share:
+            return teachers[i], SUCCESS_ACK
+        return participants[i][rng.randrange(students)], SUCCESS_ACK
 
-        return Workload("join_lesson", next_payload, judge)
+    def make(rng: random.Random) -> Workload:
+        if spread == "sticky":
+            request = pick(rng)
+            return Workload("join_lesson", lambda: request, judge)
+        return Workload("join_lesson", lambda: pick(rng), judge)
 
     return make
 
@@ -147,10 +159,12 @@ def join_workload_factory(
 
 @dataclass
 class Window:
-    """The measured interval, on the perf_counter_ns clock."""
+    """The measured interval, on the perf_counter_ns clock, and the signals around it."""
 
     start: int
     end: int
+    go: asyncio.Event = field(default_factory=asyncio.Event)  # set: start requesting
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # set: close the connections
 
 
 @dataclass
@@ -273,10 +287,11 @@ async def connection(
     window: Window,
     stats: Stats,
     connected: asyncio.Event,
-    go: asyncio.Event,
     ack_timeout: float,
 ) -> None:
-    """One client: connect, wait for the start signal, then request in a loop; reopen on failure."""
+    """One client: connect, wait for the start signal, then request in a loop; reopen on failure.
+
+    After the window it keeps the connection open until window.release is set."""
     while True:
         ws = None
         try:
@@ -295,9 +310,10 @@ async def connection(
             continue
         stats.connected += 1
         connected.set()
-        await go.wait()
+        await window.go.wait()
         try:
             await request_loop(ws, workload, window, stats, ack_timeout)
+            await window.release.wait()
             return
         except (aiohttp.ClientError, TimeoutError, ProtocolError, TypeError, OSError) as exc:
             stats.transport_errors[type(exc).__name__] += 1
@@ -322,8 +338,10 @@ class Options:
     lessons: int
     students: int
     teacher_share: float
+    spread: str
     seed: int
     server_pid: int | None
+    linger: float
 
 
 def websocket_url(base: str) -> str:
@@ -339,16 +357,16 @@ def percentile(sorted_values: Sequence[int], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1e6
 
 
-async def run(opts: Options) -> dict[str, Any]:
-    """Run the load described by opts and return the result record (see summary keys)."""
+async def run(opts: Options, on_result: Callable[[dict[str, Any]], None]) -> None:
+    """Run the load described by opts; hand the result record (see summary) to on_result as soon
+    as the window ends, then keep the connections open for opts.linger seconds and close them."""
     if opts.mode == "echo":
         make_workload: Callable[[random.Random], Workload] = echo_workload
     else:
         make_workload = join_workload_factory(
-            opts.lessons, opts.students, opts.secret, opts.teacher_share)
+            opts.lessons, opts.students, opts.secret, opts.teacher_share, opts.spread)
     url = websocket_url(opts.url)
     stats = Stats()
-    go = asyncio.Event()
     far = time.perf_counter_ns() + 10**15
     window = Window(far, far)  # moved to the real times once every connection is up
     connector = aiohttp.TCPConnector(limit=0)
@@ -357,7 +375,7 @@ async def run(opts: Options) -> dict[str, Any]:
         tasks = [
             asyncio.create_task(connection(
                 session, url, make_workload(random.Random(opts.seed * 100_003 + k)),
-                window, stats, events[k], go, opts.timeout))
+                window, stats, events[k], opts.timeout))
             for k in range(opts.connections)
         ]
         async with asyncio.timeout(opts.timeout):
@@ -365,15 +383,17 @@ async def run(opts: Options) -> dict[str, Any]:
         now = time.perf_counter_ns()
         window.start = now + int(opts.warmup * 1e9)
         window.end = window.start + int(opts.duration * 1e9)
-        go.set()
+        window.go.set()
         await asyncio.sleep(opts.warmup)
         before = CpuSample.take(opts.server_pid)
         await asyncio.sleep(max(0.0, (window.end - time.perf_counter_ns()) / 1e9))
         after = CpuSample.take(opts.server_pid)
+        on_result(summary(opts, stats, before, after))
+        await asyncio.sleep(opts.linger)
+        window.release.set()
         await asyncio.wait(tasks, timeout=opts.timeout)
         for task in tasks:
             task.cancel()
-    return summary(opts, stats, before, after)
 
 
 def summary(opts: Options, stats: Stats, before: CpuSample, after: CpuSample) -> dict[str, Any]:
@@ -435,16 +455,22 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--students", type=int, default=40, help="join_lesson: students per lesson")
     p.add_argument("--teacher-share", type=float, default=0.1,
                    help="join_lesson: fraction of joins made as the lesson's teacher")
+    p.add_argument("--spread", choices=("sticky", "hop"), default="sticky",
+                   help="join_lesson: each connection re-joins one lesson as one caller (sticky),"
+                   " or every join picks a caller and lesson anew (hop)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--server-pid", type=int, help="report this process's CPU over the window")
+    p.add_argument("--linger", type=float, default=0.0,
+                   help="seconds to keep the connections open after printing the result")
     return Options(**vars(p.parse_args(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
-    result = uvloop.run(run(opts))
-    print(json.dumps(result), flush=True)
-    print(readable(result), file=sys.stderr, flush=True)
+    def report(result: dict[str, Any]) -> None:
+        print(json.dumps(result), flush=True)
+        print(readable(result), file=sys.stderr, flush=True)
+
+    uvloop.run(run(parse_args(argv), report))
     return 0
 
 
