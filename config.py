@@ -23,6 +23,7 @@ DEFAULT_PARTICIPANT_ROLES = ("student",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EVENT_LOOPS = ("uvloop", "asyncio")
 ADMIN_TOKEN_MIN_LENGTH = 16
+MAX_JOIN_RATE = 1000.0
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -49,6 +50,9 @@ class Config:
     event_loop: str = "uvloop"
     admin_token: str | None = field(default=None, repr=False)
     log_format: str = "text"
+    join_rate: float = 5.0
+    join_burst: int = 10
+    max_connections_per_ip: int = 50
 
 
 def _positive_float(text: str) -> float:
@@ -58,6 +62,18 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not 0 < value <= 86400:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number per second, got {text!r}") from None
+    if not 0 <= value <= MAX_JOIN_RATE:
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 (unlimited) to {MAX_JOIN_RATE:g}, got {text!r}"
+        )
     return value
 
 
@@ -233,6 +249,26 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "bearer token of the /lessons/{id} views; they answer 404 without it",
     ),
     ("--log-format", "ROLLCALL_LOG_FORMAT", _log_format, "one of " + ", ".join(LOG_FORMATS)),
+    (
+        "--join-rate",
+        "ROLLCALL_JOIN_RATE",
+        _rate,
+        "join_lesson requests per second one connection may sustain (0: unlimited); "
+        "faster ones answer RATE_LIMITED",
+    ),
+    (
+        "--join-burst",
+        "ROLLCALL_JOIN_BURST",
+        _int_in(1, 10_000),
+        "join_lesson requests one connection may send at once before --join-rate applies",
+    ),
+    (
+        "--max-connections-per-ip",
+        "ROLLCALL_MAX_CONNECTIONS_PER_IP",
+        _int_in(0, 1_000_000),
+        "open Engine.IO connections one client address may hold (0: unlimited); "
+        "more are refused with HTTP 429",
+    ),
 )
 
 

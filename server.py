@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import tornado.httpserver
 import tornado.web
@@ -21,6 +22,7 @@ import handlers
 import metrics
 import web
 from config import Config, configure_logging, parse_config
+from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
@@ -31,6 +33,11 @@ from web.presence import PresenceReader
 log = logging.getLogger("rollcall.server")
 
 SOCKETIO_PATH = r"/socket.io/"
+# Shutdown, from the signal: every socket disconnected and its presence cleared within
+# DISCONNECT_TIMEOUT, then the services closed (Mixpanel's queue gets tracking.CLOSE_TIMEOUT),
+# all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
+SHUTDOWN_TIMEOUT = 10.0
+DISCONNECT_TIMEOUT = 4.0
 
 
 @dataclass
@@ -88,7 +95,15 @@ class HealthHandler(tornado.web.RequestHandler):
         self.finish(json.dumps({"status": "ok" if healthy else "unavailable", **state}))
 
 
-def build(config: Config, services: Services) -> tuple[tornado.web.Application, Server]:
+class Rollcall(NamedTuple):
+    """What build() makes: the application, its Socket.IO server, and the per-sid records."""
+
+    app: tornado.web.Application
+    sio: Server
+    connections: Connections
+
+
+def build(config: Config, services: Services) -> Rollcall:
     """The Socket.IO server and the routes of one process; tests mount the same app in-process."""
     sio = Server(
         namespaces=["/"],
@@ -97,8 +112,9 @@ def build(config: Config, services: Services) -> tuple[tornado.web.Application, 
         max_http_buffer_size=config.max_payload,
         cors_allowed_origins=config.cors_allowed_origins,
         connect_timeout=config.connect_timeout,
+        max_connections_per_ip=config.max_connections_per_ip,
     )
-    handlers.register(sio, services, config)
+    connections = handlers.register(sio, services, config)
     metrics.CONNECTIONS.track(sio.eio)
     app = tornado.web.Application(
         [
@@ -108,11 +124,32 @@ def build(config: Config, services: Services) -> tuple[tornado.web.Application, 
         ],
         websocket_max_message_size=config.max_payload,
     )
-    return app, sio
+    return Rollcall(app, sio, connections)
+
+
+async def disconnect_all(rollcall: Rollcall) -> None:
+    """Refuse new sockets, close every Engine.IO session, and wait until each socket's presence is
+    cleared. Closing the session (not a Socket.IO DISCONNECT) lets clients reconnect by
+    themselves, to another instance during a rolling restart."""
+    rollcall.connections.close()
+    eio = rollcall.sio.eio
+    reason = rollcall.sio.reason.SERVER_DISCONNECT
+    # Each close runs the disconnect handlers of its sockets before it returns.
+    await asyncio.gather(*(eio.close_session(eio_sid, reason) for eio_sid in list(eio.sockets)))
+    await rollcall.connections.wait_idle()  # disconnects that had begun before
+    await rollcall.sio.shutdown()
+
+
+def make_http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
+    """The HTTP server in front of `app`: a body over --max-payload is refused (400) before it is
+    read, and the client address comes from the proxy's X-Real-IP / X-Forwarded-For (the
+    per-address connection limit counts it). Tests serve the app through this too."""
+    return tornado.httpserver.HTTPServer(app, max_body_size=config.max_payload, xheaders=True)
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT, then stop accepting, close the services and return."""
+    """Run until SIGTERM or SIGINT, then shut down within SHUTDOWN_TIMEOUT: stop accepting,
+    disconnect every socket (clearing its presence), flush Mixpanel, close the pools, return."""
     services = await Services.open(config)
     state = await services.check()
     for name, value in state.items():
@@ -124,19 +161,28 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    app, _sio = build(config, services)
-    http_server = tornado.httpserver.HTTPServer(
-        app, max_body_size=config.max_payload, xheaders=True
-    )
+    rollcall = build(config, services)
+    http_server = make_http_server(rollcall.app, config)
     http_server.listen(config.port, config.host)
     loop_lag = metrics.LoopLagMonitor()
     loop_lag.start()
     log.info("rollcall listening on http://%s:%d", config.host, config.port)
     await stop.wait()
     log.info("shutting down")
+    started = loop.time()
     http_server.stop()
+    try:
+        async with asyncio.timeout(DISCONNECT_TIMEOUT):
+            await disconnect_all(rollcall)
+            await http_server.close_all_connections()
+    except TimeoutError:
+        log.warning("sockets still disconnecting after %.0f s; closing anyway", DISCONNECT_TIMEOUT)
     await loop_lag.stop()
-    await services.close()
+    try:
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT - (loop.time() - started)):
+            await services.close()
+    except TimeoutError:
+        log.warning("services still closing %.0f s after the signal; exiting", SHUTDOWN_TIMEOUT)
     log.info("stopped")
 
 

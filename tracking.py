@@ -12,6 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 import mixpanel
@@ -101,14 +102,18 @@ class Tracker:
             await asyncio.to_thread(self._queue.join)
 
     async def close(self) -> None:
-        """Send what is queued (waiting at most CLOSE_TIMEOUT) and stop the worker."""
+        """Send what is queued and stop the worker, waiting at most CLOSE_TIMEOUT in all (the
+        shutdown of server.py has a deadline; events still queued then are abandoned)."""
         if self._thread is None:
             return
         thread, self._thread = self._thread, None
         self.enabled = False
+        deadline = time.monotonic() + CLOSE_TIMEOUT
         try:
             await asyncio.to_thread(self._queue.put, _STOP, True, CLOSE_TIMEOUT)
         except queue.Full:
             log.warning("mixpanel is not keeping up; abandoning %d events", self._queue.qsize())
             return
-        await asyncio.to_thread(thread.join, CLOSE_TIMEOUT)
+        await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("mixpanel is not keeping up; abandoning %d events", self._queue.qsize())

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from handlers.join_lesson import EVENT as JOIN_LESSON
 from handlers.join_lesson import JoinLesson
+from handlers.limits import JoinRateLimiter
+from handlers.presence import Connections
 from handlers.tokens import TokenVerifier
 
 if TYPE_CHECKING:
@@ -14,8 +16,11 @@ if TYPE_CHECKING:
     from server import Services
 
 
-def register(sio: Server, services: Services, config: Config) -> None:
-    """Attach every event handler to `sio`."""
+def register(sio: Server, services: Services, config: Config) -> Connections:
+    """Attach every event handler to `sio`; returns the per-sid records that shutdown needs."""
+    connections = Connections(services.presence)
+    sio.on("connect")(connections.connect)
+    sio.on("disconnect")(connections.disconnect)
     join_lesson = JoinLesson(
         sio,
         services.lessons,
@@ -23,5 +28,8 @@ def register(sio: Server, services: Services, config: Config) -> None:
         TokenVerifier(config.access_token_secret),
         services.tracker,
         config.participant_roles,
+        connections,
+        JoinRateLimiter(config.join_rate, config.join_burst),
     )
     sio.on(JOIN_LESSON)(join_lesson.handle)
+    return connections

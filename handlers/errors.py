@@ -12,6 +12,7 @@ class Code(StrEnum):
     LESSON_NOT_FOUND = "LESSON_NOT_FOUND"
     INVALID_TOKEN = "INVALID_TOKEN"
     UNAVAILABLE = "UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
     INTERNAL = "INTERNAL"
 
 
@@ -39,3 +40,7 @@ class InvalidToken(JoinError):
 
 class Unavailable(JoinError):
     code = Code.UNAVAILABLE
+
+
+class RateLimited(JoinError):
+    code = Code.RATE_LIMITED

@@ -4,10 +4,15 @@ Order of effects, so that a failed join writes nothing: the request and its toke
 before any I/O; then one PostgreSQL lookup (the lesson and the caller's seat); then one Redis
 script run (the seat map and the presence keys, atomically); only then the Socket.IO room and
 session, which cannot fail, and the Mixpanel event, which is queued and never awaited.
+
+The Redis step and what follows run under the sid's `Connection` lock (handlers/presence.py): the
+script also clears what the sid held in a lesson it joined before, and a disconnect racing the
+join clears what the join wrote.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Collection
@@ -15,11 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import metrics
 from handlers.errors import Code, JoinError, LessonNotFound, Unavailable
+from handlers.limits import JoinRateLimiter
+from handlers.presence import ClientGone, Connection, Connections
 from handlers.tokens import TokenVerifier
 from handlers.validation import JoinRequest, parse_join_request
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
-from store.presence import Join, ParticipantJoin, PresenceStore, SeatsOnly, TeacherJoin
+from store.presence import (
+    Join,
+    JoinOutcome,
+    ParticipantJoin,
+    PresenceStore,
+    SeatsOnly,
+    TeacherJoin,
+)
 from tracking import Tracker
 
 if TYPE_CHECKING:
@@ -36,6 +50,8 @@ UNAVAILABLE_MESSAGE = "the lesson store is not answering; try again"
 SESSION_SEAT = "seat"
 SESSION_CLIENT_ID = "client_id"
 SESSION_ROLE = "role"
+#: the outcome logged (and counted) for a join whose client disconnected before its answer
+OUTCOME_GONE = "DISCONNECTED"
 
 
 def success() -> dict[str, Any]:
@@ -58,6 +74,8 @@ class JoinLesson:
         tokens: TokenVerifier,
         tracker: Tracker,
         participant_roles: Collection[str],
+        connections: Connections,
+        limiter: JoinRateLimiter,
     ) -> None:
         self._sio = sio
         self._lessons = lessons
@@ -65,6 +83,8 @@ class JoinLesson:
         self._tokens = tokens
         self._tracker = tracker
         self._participant_roles = frozenset(participant_roles)
+        self._connections = connections
+        self._limiter = limiter
 
     async def handle(self, sid: str, *args: Any) -> dict[str, Any]:
         """The event handler: returns the ack, and logs one line per join."""
@@ -72,8 +92,12 @@ class JoinLesson:
         request: JoinRequest | None = None
         detail = ""
         try:
+            self._limiter.take(sid)  # first: a flood costs no validation, no I/O
             request = parse_join_request(args, self._participant_roles)
             await self._join(sid, request)
+        except ClientGone:
+            # An expected race, not an error: the ack has no one to go to.
+            ack, outcome = error(Code.INTERNAL, INTERNAL_MESSAGE), OUTCOME_GONE
         except JoinError as exc:
             ack, outcome, detail = error(exc.code, exc.message), exc.code.value, exc.message
             if isinstance(exc.__cause__, StoreUnavailable):
@@ -103,10 +127,16 @@ class JoinLesson:
         client_id = None
         if not request.is_teacher and request.access_token is not None:
             client_id = self._tokens.client_id(request.access_token)
+        record = self._connections.get(sid)
         try:
             lesson = await self._lessons.lookup(request.lesson_id, request.user_id)
-            if lesson is None:
-                raise LessonNotFound(f"no lesson {request.lesson_id!r}")
+        except StoreUnavailable as exc:
+            raise Unavailable(UNAVAILABLE_MESSAGE) from exc
+        if lesson is None:
+            raise LessonNotFound(f"no lesson {request.lesson_id!r}")
+        async with record.lock:
+            if record.gone:
+                raise ClientGone(sid)
             join: Join
             if request.is_teacher:
                 join = TeacherJoin(request.lesson_id, lesson.seat_count, sid, request.user_id)
@@ -115,21 +145,48 @@ class JoinLesson:
                     request.lesson_id, lesson.seat_count, sid, client_id, request.role
                 )
             else:
-                join = SeatsOnly(request.lesson_id, lesson.seat_count)
-            outcome = await self._presence.join(join)
-        except StoreUnavailable as exc:
-            raise Unavailable(UNAVAILABLE_MESSAGE) from exc
-
-        await self._sio.enter_room(sid, request.lesson_id)
-        session = await self._sio.get_session(sid)
-        if lesson.seat is not None:
-            session[SESSION_SEAT] = lesson.seat
-        if client_id is not None:
-            session[SESSION_CLIENT_ID] = client_id
-            session[SESSION_ROLE] = request.role
-        await self._sio.save_session(sid, session)
+                join = SeatsOnly(request.lesson_id, lesson.seat_count, sid)
+            outcome = await self._write_presence(record, join)
+            if record.gone:
+                raise ClientGone(sid)  # its disconnect handler, waiting on the lock, clears it
+            # From here on nothing yields to the loop: the sid is still connected.
+            if record.lesson_id not in (None, request.lesson_id):
+                await self._sio.leave_room(sid, record.lesson_id)
+            await self._sio.enter_room(sid, request.lesson_id)
+            record.lesson_id = request.lesson_id
+            session = await self._sio.get_session(sid)
+            for stale in (SESSION_SEAT, SESSION_CLIENT_ID, SESSION_ROLE):
+                session.pop(stale, None)  # from a lesson this socket joined before
+            if lesson.seat is not None:
+                session[SESSION_SEAT] = lesson.seat
+            if client_id is not None:
+                session[SESSION_CLIENT_ID] = client_id
+                session[SESSION_ROLE] = request.role
+            await self._sio.save_session(sid, session)
 
         if outcome.reconnect and client_id is not None:
             self._tracker.track(
                 client_id, RECONNECT_EVENT, {"lesson_id": request.lesson_id, "role": request.role}
             )
+
+    async def _write_presence(self, record: Connection, join: Join) -> JoinOutcome:
+        """Run the join script, keeping `record.held` a superset of what Redis may hold for the
+        sid at every await (the caller holds `record.lock`)."""
+        leaving = record.leaving(join.lesson_id)
+        written = frozenset() if join.entry is None else frozenset({join.entry})
+        before = record.held
+        record.held = before | written  # before the script is sent: see handlers/presence.py
+        try:
+            async with self._connections.successors(record.sid, leaving) as successors:
+                join = dataclasses.replace(join, leaving=leaving, successors=successors)
+                outcome = await self._presence.join(join)
+        except StoreUnavailable as exc:
+            # Redis may still run the script, even after a later one: keep its entry for good.
+            record.doubtful |= written
+            raise Unavailable(UNAVAILABLE_MESSAGE) from exc
+        except Exception:
+            record.held = before  # the script refused the join and wrote nothing
+            raise
+        record.held = (before - frozenset(leaving)) | written | record.doubtful
+        self._connections.joined(record, written, leaving)
+        return outcome

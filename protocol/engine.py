@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import time
 from typing import Any
 
@@ -26,8 +27,21 @@ RECORD_SEPARATOR = "\x1e"
 #: Engine.IO v4 packet types a client may POST: CLOSE, PONG, MESSAGE (pings and the upgrade
 #: handshake only ever go the other way or over the WebSocket).
 CLIENT_PACKET_TYPES = frozenset("134")
+#: ... and over a WebSocket, where the upgrade's PING "probe" and UPGRADE come too.
+WEBSOCKET_PACKET_TYPES = frozenset("12345")
+MESSAGE_TYPE = "4"
+#: A MESSAGE carries a Socket.IO packet, which starts with its type digit.
+SOCKETIO_TYPES = frozenset("0123456")
+#: The only payload a non-MESSAGE packet from a client carries (the upgrade's "2probe").
+PROBE = "probe"
+BINARY_PREFIX = "b"
 NOOP_FRAME = "6"
 HTTP_BAD_REQUEST = 400
+HTTP_TOO_MANY_REQUESTS = 429
+WS_PROTOCOL_ERROR = 1002  # RFC 6455 close code
+UNLIMITED = 0
+
+_log = logging.getLogger("protocol.engine")
 
 
 class _Outbox(asyncio.Queue):
@@ -53,11 +67,47 @@ class _Outbox(asyncio.Queue):
 class EngineServer(engineio.AsyncServer):
     """python-engineio's server with the boundary fixes; always ``async_mode='tornado'``."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, max_connections_per_ip: int = UNLIMITED, **options: Any) -> None:
         options["async_mode"] = "tornado"
         super().__init__(**options)
         #: Engine.IO sids with a long-polling GET in flight (at most one each).
         self.polling: set[str] = set()
+        #: open sessions one client address may hold; UNLIMITED (0) for no limit
+        self.max_connections_per_ip = max_connections_per_ip
+        #: the client address of every open session, and how many sessions each address holds
+        self._addresses: dict[str, str] = {}
+        self._per_address: dict[str, int] = {}
+
+    def admits(self, address: str) -> bool:
+        """Whether `address` may open one more session under ``max_connections_per_ip``."""
+        limit = self.max_connections_per_ip
+        return limit == UNLIMITED or self._per_address.get(address, 0) < limit
+
+    def connections_from(self, address: str) -> int:
+        """How many open sessions `address` holds."""
+        return self._per_address.get(address, 0)
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        """Count sessions per client address on python-engineio's own connect and disconnect
+        events, which fire exactly once per session whatever ends it.
+
+        The address is Tornado's ``remote_ip`` (X-Real-IP behind a proxy when ``xheaders`` is
+        on); python-engineio's environ always says 127.0.0.1.
+        """
+        if event == "connect":
+            sid, environ = args[0], args[1]
+            address = environ["tornado.handler"].request.remote_ip
+            self._addresses[sid] = address
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        elif event == "disconnect":
+            address = self._addresses.pop(args[0], None)
+            if address is not None:
+                left = self._per_address[address] - 1
+                if left:
+                    self._per_address[address] = left
+                else:
+                    del self._per_address[address]
+        return await super()._trigger_event(event, *args, **kwargs)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
         return _Outbox(self)
@@ -91,6 +141,22 @@ class EngineServer(engineio.AsyncServer):
                 await socket.check_ping_timeout()
 
 
+def _valid_frame(frame: str, types: frozenset[str]) -> bool:
+    """Whether a text frame from a client is an Engine.IO packet python-engineio can take as is.
+
+    python-engineio raises on an unknown type (e.g. ``x``), and JSON-decodes any payload that
+    does not start with a digit (``4"0"`` would reach us as ``0``; deep nesting raises
+    RecursionError). So a MESSAGE must carry a Socket.IO packet, which starts with its type
+    digit, and any other packet carries nothing but the upgrade's probe.
+    """
+    if not frame or frame[0] not in types:
+        return False
+    payload = frame[1:]
+    if frame[0] == MESSAGE_TYPE:
+        return bool(payload) and payload[0] in SOCKETIO_TYPES
+    return payload in ("", PROBE)
+
+
 def _valid_payload(body: bytes, limit: int) -> bool:
     """Whether a long-polling POST body is a well-formed Engine.IO v4 payload."""
     try:
@@ -101,14 +167,12 @@ def _valid_payload(body: bytes, limit: int) -> bool:
     if len(frames) > limit:
         return False
     for frame in frames:
-        if not frame:
-            return False
-        if frame[0] == "b":
+        if frame.startswith(BINARY_PREFIX):
             try:
                 base64.b64decode(frame[1:], validate=True)
             except binascii.Error:
                 return False
-        elif frame[0] not in CLIENT_PACKET_TYPES:
+        elif not _valid_frame(frame, CLIENT_PACKET_TYPES):
             return False
     return True
 
@@ -120,9 +184,11 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
 
     class EngineHandler(base):  # type: ignore[misc, valid-type]
         _sid: str | None = None
+        #: set once this WebSocket sent a frame that is not an Engine.IO packet
+        _broken = False
 
-        def _refuse(self, message: str) -> None:
-            self.set_status(HTTP_BAD_REQUEST)
+        def _refuse(self, message: str, status: int = HTTP_BAD_REQUEST) -> None:
+            self.set_status(status)
             self.set_header("Content-Type", "text/plain")
             self.finish(message)
 
@@ -141,6 +207,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             self._sid = sid
             if request.method == "POST" and sid is None:
                 return self._refuse("Invalid session")
+            if request.method == "GET" and sid is None and not eio.admits(request.remote_ip):
+                return self._refuse("Too many connections from this address",
+                                    HTTP_TOO_MANY_REQUESTS)
             if sid is not None:
                 await eio.expire_if_silent(sid)
             return None
@@ -179,6 +248,21 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             if socket is not None and socket.closed and sid in eio.polling:
                 # a client CLOSE: answer the pending poll with a noop instead of letting it hang
                 socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
+
+        async def on_message(self, message: str | bytes) -> None:
+            """Refuse a WebSocket frame python-engineio's reader would die on (see
+            ``_valid_frame``): close the WebSocket with 1002 and end the session, as if the
+            client had closed, instead of leaving a session whose frames nobody reads."""
+            if self._broken:
+                return
+            if isinstance(message, str) and not _valid_frame(message, WEBSOCKET_PACKET_TYPES):
+                self._broken = True
+                _log.info("closing a WebSocket that sent %r, not an Engine.IO packet",
+                          message[:16])
+                self.close(WS_PROTOCOL_ERROR, "invalid Engine.IO packet")
+                self.receive_queue.put_nowait(None)  # the reader ends the session now
+                return
+            await super().on_message(message)
 
         def write_message(self, message: str | bytes | dict, binary: bool = False):
             """Drop the NOOP python-engineio queues to end the last poll of an upgrade: when no

@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ATTACHMENTS = 10
+#: The largest ack id: JavaScript clients count them in a Number, exact up to 2**53 - 1, and a
+#: longer one would only make the server echo an arbitrarily long number back.
+MAX_ACK_ID = 2**53 - 1
 ROOT_NAMESPACE = "/"
 #: Event names the JavaScript side gives a meaning of its own; a peer may never send them.
 RESERVED_EVENTS = frozenset(
@@ -121,7 +124,7 @@ def _check_header(packet: Packet, ptype: PacketType) -> None:
     if not isinstance(nsp, str) or not nsp.startswith("/") or "," in nsp:
         raise ProtocolError(f"invalid namespace {nsp!r}")
     pid = packet.id
-    if pid is not None and (type(pid) is not int or pid < 0):
+    if pid is not None and (type(pid) is not int or not 0 <= pid <= MAX_ACK_ID):
         raise ProtocolError(f"invalid ack id {pid!r}")
     _check_ack_id(ptype, pid)
 
@@ -242,26 +245,48 @@ class Decoder:
 
     Feed it every Engine.IO message in order; it returns a :class:`Packet` once one is complete
     (a binary packet completes with its last attachment) and ``None`` while attachments are
-    pending. At most one packet is ever pending, with at most ``max_attachments`` buffers.
+    pending. At most one packet is ever pending, with at most ``max_attachments`` buffers of at
+    most ``max_attachment_bytes`` in all (None: no byte limit), so a peer that declares
+    attachments and never sends them holds a bounded amount of memory.
     """
 
-    __slots__ = ("_buffers", "_expected", "_pending", "max_attachments")
+    __slots__ = (
+        "_buffered",
+        "_buffers",
+        "_expected",
+        "_pending",
+        "max_attachment_bytes",
+        "max_attachments",
+    )
 
-    def __init__(self, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> None:
+    def __init__(
+        self,
+        max_attachments: int = DEFAULT_MAX_ATTACHMENTS,
+        max_attachment_bytes: int | None = None,
+    ) -> None:
         self.max_attachments = max_attachments
+        self.max_attachment_bytes = max_attachment_bytes
         self._pending: Packet | None = None
         self._expected = 0
         self._buffers: list[bytes] = []
+        self._buffered = 0
 
     @property
     def awaiting_attachments(self) -> bool:
         return self._pending is not None
+
+    @property
+    def pending_namespace(self) -> str | None:
+        """The namespace of the binary packet whose attachments are awaited, if any: a server
+        can refuse it from its header, before buffering anything."""
+        return None if self._pending is None else self._pending.namespace
 
     def reset(self) -> None:
         """Drop a partially received binary packet."""
         self._pending = None
         self._expected = 0
         self._buffers = []
+        self._buffered = 0
 
     def feed(self, message: str | bytes) -> Packet | None:
         try:
@@ -275,11 +300,18 @@ class Decoder:
         except ProtocolError:
             self.reset()
             raise
+        except RecursionError:
+            # JSON nested just under json's own limit still overflows the placeholder walks
+            self.reset()
+            raise ProtocolError("payload nested too deeply") from None
 
     def _take_attachment(self, data: bytes) -> Packet | None:
         pending = self._pending
         if pending is None:
             raise ProtocolError("got binary data outside a binary packet")
+        self._buffered += len(data)
+        if self.max_attachment_bytes is not None and self._buffered > self.max_attachment_bytes:
+            raise ProtocolError("attachments too large")
         self._buffers.append(data)
         if len(self._buffers) < self._expected:
             return None
@@ -316,10 +348,11 @@ class Decoder:
         pid = None
         end = _read_digits(text, pos)
         if end > pos:
-            try:
-                pid = int(text[pos:end])
-            except ValueError:  # more digits than int() accepts
-                raise ProtocolError("ack id too long") from None
+            if end - pos > len(str(MAX_ACK_ID)):
+                raise ProtocolError("ack id too long")
+            pid = int(text[pos:end])
+            if pid > MAX_ACK_ID:
+                raise ProtocolError("ack id too large")
             pos = end
         data = _loads(text[pos:]) if pos < len(text) else None
         _check_ack_id(ptype, pid)

@@ -367,7 +367,9 @@ class Server:
     # -- Engine.IO events ---------------------------------------------------------------------
 
     def _on_engine_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
-        client = _Client(eio_sid, environ, Decoder(self.max_attachments))
+        # a binary packet's attachments together: no larger than one message may be
+        decoder = Decoder(self.max_attachments, self.eio.max_http_buffer_size)
+        client = _Client(eio_sid, environ, decoder)
         self._clients[eio_sid] = client
         client.connect_timer = asyncio.get_running_loop().call_later(
             self.connect_timeout, self._connect_timed_out, client
@@ -401,6 +403,10 @@ class Server:
             await self._close_client(client, str(exc))
             return
         if pkt is None:
+            pending = client.decoder.pending_namespace
+            if pending is not None and not self._joined(client, pending):
+                # refused from its header, before any attachment is buffered
+                await self._close_client(client, f"binary packet for {pending} not joined")
             return
         if pkt.type is PacketType.CONNECT:
             await self._connect(client, pkt)
@@ -423,6 +429,12 @@ class Server:
             await self._drop(sock, self.reason.CLIENT_DISCONNECT)
         else:  # CONNECT_ERROR only ever flows server -> client
             await self._close_client(client, f"unexpected {pkt.type.name}")
+
+    @staticmethod
+    def _joined(client: _Client, namespace: str) -> bool:
+        """Whether the client has joined `namespace` (its connect handler has accepted it)."""
+        sock = client.sockets.get(namespace)
+        return sock is not None and sock.held is None
 
     async def _connect(self, client: _Client, pkt: Packet) -> None:
         namespace = pkt.namespace

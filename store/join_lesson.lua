@@ -1,4 +1,6 @@
--- Steps 5-9 of join_lesson (docs/redis-keys.md), atomically: one script run per join.
+-- Steps 5-9 of join_lesson (docs/redis-keys.md), atomically: one script run per join, which also
+-- leaves what the same socket held in a lesson it joined before (store/presence.py prepends
+-- presence_lib.lua).
 --
 -- KEYS[1]  lesson_seat_{lesson_id}      the seat map, created when absent, never touched otherwise
 -- mode "teacher":
@@ -9,6 +11,8 @@
 --   ARGV[5] client_id                   ARGV[6] role
 -- mode "seats" (a participant without a token): KEYS[1] only.
 -- ARGV[1] mode, ARGV[2] seat_count, ARGV[3] sid, ARGV[4] TTL in seconds of the TTL'd keys.
+-- Then, after the keys and arguments above, the leaving list of presence_lib.lua: what this sid
+-- held before, cleared first where it still holds it (a socket switching lessons).
 --
 -- Returns {seat_map_created, client_key_existed}, each 0 or 1.
 --
@@ -22,22 +26,23 @@ local seat_count = tonumber(ARGV[2])
 local sid = ARGV[3]
 local ttl = tonumber(ARGV[4])
 
-local expected_keys = 3
+local join_keys, join_args = 3, 6
 if mode == 'seats' then
-  expected_keys = 1
+  join_keys, join_args = 1, 4
 elseif mode ~= 'teacher' and mode ~= 'participant' then
   return redis.error_reply('ERR join_lesson: unknown mode ' .. tostring(mode))
 end
-if #KEYS ~= expected_keys or seat_count == nil or ttl == nil then
+local leaving = leaving_entries(join_keys + 1, join_args + 1)
+if leaving == nil or #ARGV < join_args or seat_count == nil or ttl == nil then
   return redis.error_reply('ERR join_lesson: bad arguments')
 end
 
-for _, key in ipairs(KEYS) do
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'none' and kind ~= 'hash' then
-    return redis.error_reply('WRONGTYPE join_lesson: ' .. key .. ' holds a ' .. kind)
-  end
+local refused = wrong_type('join_lesson')
+if refused then
+  return refused
 end
+
+leave(leaving, sid)
 
 local created = 0
 if seat_count >= 1 and redis.call('EXISTS', KEYS[1]) == 0 then

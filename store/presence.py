@@ -1,9 +1,9 @@
 """Presence keys in Redis: who is in which lesson, read by the platform's other services.
 
 The keys, their types and TTLs are documented in docs/redis-keys.md; the writes themselves are
-store/join_lesson.lua, run once per join so that each join is atomic on its own. The joins that
-arrive together are sent as one pipeline of EVALSHA calls (one round trip), and each gets its own
-outcome from it.
+store/join_lesson.lua, run once per join so that each join is atomic on its own, and
+store/leave_lesson.lua, run once per disconnect. The joins (and the leaves) that arrive together
+are sent as one pipeline of EVALSHA calls (one round trip), and each gets its own outcome from it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,25 @@ from store.errors import StoreUnavailable
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
-JOIN_SCRIPT = (pathlib.Path(__file__).with_name("join_lesson.lua")).read_text()
-JOIN_SCRIPT_SHA = hashlib.sha1(JOIN_SCRIPT.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script and its SHA1, for EVALSHA."""
+
+    text: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> Script:
+        """`name` with the shared functions of presence_lib.lua in front of it."""
+        here = pathlib.Path(__file__).parent
+        text = (here / "presence_lib.lua").read_text() + (here / name).read_text()
+        return cls(text, hashlib.sha1(text.encode()).hexdigest())
+
+
+JOIN_SCRIPT = Script.load("join_lesson.lua")
+LEAVE_SCRIPT = Script.load("leave_lesson.lua")
 
 SEAT_KEY = "lesson_seat_{lesson_id}"
 TEACHER_KEY = "lesson_teacher_{lesson_id}"
@@ -39,6 +56,30 @@ STUDENTS_KEY = "lesson_student_{lesson_id}"
 MODE_TEACHER = "teacher"
 MODE_PARTICIPANT = "participant"
 MODE_SEATS = "seats"
+# Kinds of a leaving list (presence_lib.lua).
+KIND_TEACHER = "teacher"
+KIND_PARTICIPANT = "participant"
+NO_SUCCESSOR = ""
+
+
+@dataclass(frozen=True)
+class TeacherEntry:
+    """A teacher's presence in a lesson: field `{user_id}` of lesson_teacher_{lesson_id}."""
+
+    lesson_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ParticipantEntry:
+    """A participant's presence: field `{client_id}` of lesson_student_{lesson_id}, and the `sid`
+    field of `{client_id}`."""
+
+    lesson_id: str
+    client_id: str
+
+
+Entry = TeacherEntry | ParticipantEntry
 
 
 @dataclass(frozen=True)
@@ -49,6 +90,13 @@ class TeacherJoin:
     seat_count: int
     sid: str
     user_id: str
+    #: what this sid held before, cleared first where it still holds it
+    leaving: tuple[Entry, ...] = ()
+    successors: tuple[str, ...] = ()
+
+    @property
+    def entry(self) -> Entry:
+        return TeacherEntry(self.lesson_id, self.user_id)
 
 
 @dataclass(frozen=True)
@@ -60,14 +108,28 @@ class ParticipantJoin:
     sid: str
     client_id: str
     role: str
+    leaving: tuple[Entry, ...] = ()
+    successors: tuple[str, ...] = ()
+
+    @property
+    def entry(self) -> Entry:
+        return ParticipantEntry(self.lesson_id, self.client_id)
 
 
 @dataclass(frozen=True)
 class SeatsOnly:
-    """Step 5 alone, for a participant without an access token."""
+    """Step 5 alone, for a participant without an access token (who holds no presence; `sid`
+    is needed only to clear what it held before)."""
 
     lesson_id: str
     seat_count: int
+    sid: str = ""
+    leaving: tuple[Entry, ...] = ()
+    successors: tuple[str, ...] = ()
+
+    @property
+    def entry(self) -> None:
+        return None
 
 
 Join = TeacherJoin | ParticipantJoin | SeatsOnly
@@ -82,6 +144,16 @@ class JoinOutcome:
     reconnect: bool
 
 
+@dataclass(frozen=True)
+class Leave:
+    """A disconnected sid, the entries it may still hold, and for each the sid that takes it
+    over ("" for none; see presence_lib.lua)."""
+
+    sid: str
+    entries: tuple[Entry, ...]
+    successors: tuple[str, ...] = ()
+
+
 class PresenceStore:
     """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md)."""
 
@@ -90,6 +162,7 @@ class PresenceStore:
         self._timeout = timeout
         self._prefix = key_prefix
         self._joins: Coalescer[Join, JoinOutcome] = Coalescer(self.join_many)
+        self._leaves: Coalescer[Leave, int] = Coalescer(self.leave_many)
 
     @classmethod
     def open(cls, url: str, timeout: float, key_prefix: str = "") -> PresenceStore:
@@ -121,16 +194,7 @@ class PresenceStore:
         nothing; the others are not affected. A Redis that does not answer fails them all with
         StoreUnavailable.
         """
-        calls = [self._script_call(join) for join in joins]
-        async with self._available():
-            results = await self._evalsha_all(calls)
-            missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-            if missing:
-                # Redis restarted or its script cache was flushed: load the script, run those again.
-                await self._redis.script_load(JOIN_SCRIPT)
-                retried = await self._evalsha_all([calls[i] for i in missing])
-                for i, result in zip(missing, retried, strict=True):
-                    results[i] = result
+        results = await self._run_script(JOIN_SCRIPT, [self._script_call(j) for j in joins])
         return [
             result
             if isinstance(result, Exception)
@@ -138,11 +202,57 @@ class PresenceStore:
             for result in results
         ]
 
-    async def _evalsha_all(self, calls: Sequence[tuple[str, ...]]) -> list:
+    async def leave(self, leave: Leave) -> int:
+        """Clear what a disconnected sid still holds; returns the number of fields cleared.
+        Batched with concurrent leaves into one pipeline."""
+        return await self._leaves.submit(leave)
+
+    async def leave_many(self, leaves: Sequence[Leave]) -> list[int | Exception]:
+        """Run the leave script once per leave in one pipeline; each gets its own outcome."""
+        calls = []
+        for leave in leaves:
+            keys, argv = self._leaving(leave.entries, leave.successors)
+            calls.append((str(len(keys)), *keys, leave.sid, *argv))
+        return await self._run_script(LEAVE_SCRIPT, calls)
+
+    async def _run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
+        """EVALSHA `script` once per call in one pipeline: a result or an error for each."""
+        async with self._available():
+            results = await self._evalsha_all(script, calls)
+            missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if missing:
+                # Redis restarted or its script cache was flushed: load the script, run those again.
+                await self._redis.script_load(script.text)
+                retried = await self._evalsha_all(script, [calls[i] for i in missing])
+                for i, result in zip(missing, retried, strict=True):
+                    results[i] = result
+        return results
+
+    async def _evalsha_all(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
         async with self._redis.pipeline(transaction=False) as pipe:
             for args in calls:
-                pipe.execute_command("EVALSHA", JOIN_SCRIPT_SHA, *args)
+                pipe.execute_command("EVALSHA", script.sha, *args)
             return await pipe.execute(raise_on_error=False)
+
+    def _leaving(
+        self, entries: Sequence[Entry], successors: Sequence[str] = ()
+    ) -> tuple[list[str], list[str]]:
+        """The KEYS and ARGV of a leaving list (presence_lib.lua); `successors` parallels
+        `entries`, missing ones meaning none."""
+        keys: list[str] = []
+        argv: list[str] = []
+        padded = (*successors, *(NO_SUCCESSOR,) * (len(entries) - len(successors)))
+        for entry, successor in zip(entries, padded, strict=True):
+            if isinstance(entry, TeacherEntry):
+                keys.append(self.key(TEACHER_KEY.format(lesson_id=entry.lesson_id)))
+                argv += (KIND_TEACHER, entry.user_id, successor)
+            else:
+                keys += (
+                    self.key(STUDENTS_KEY.format(lesson_id=entry.lesson_id)),
+                    self.key(entry.client_id),
+                )
+                argv += (KIND_PARTICIPANT, entry.client_id, successor)
+        return keys, argv
 
     def _script_call(self, join: Join) -> tuple[str, ...]:
         """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua)."""
@@ -153,20 +263,39 @@ class PresenceStore:
                 self.key(TEACHER_KEY.format(lesson_id=join.lesson_id)),
                 self.key(join.user_id),
             )
-            argv = (MODE_TEACHER, join.seat_count, join.sid, PRESENCE_TTL,
-                    join.user_id, join.lesson_id)
+            argv = (
+                MODE_TEACHER,
+                join.seat_count,
+                join.sid,
+                PRESENCE_TTL,
+                join.user_id,
+                join.lesson_id,
+            )
         elif isinstance(join, ParticipantJoin):
             keys = (
                 seat_key,
                 self.key(join.client_id),
                 self.key(STUDENTS_KEY.format(lesson_id=join.lesson_id)),
             )
-            argv = (MODE_PARTICIPANT, join.seat_count, join.sid, PRESENCE_TTL,
-                    join.client_id, join.role)
+            argv = (
+                MODE_PARTICIPANT,
+                join.seat_count,
+                join.sid,
+                PRESENCE_TTL,
+                join.client_id,
+                join.role,
+            )
         else:
             keys = (seat_key,)
-            argv = (MODE_SEATS, join.seat_count, "", PRESENCE_TTL)
-        return (str(len(keys)), *keys, *(str(arg) for arg in argv))
+            argv = (MODE_SEATS, join.seat_count, join.sid, PRESENCE_TTL)
+        leaving_keys, leaving_argv = self._leaving(join.leaving, join.successors)
+        return (
+            str(len(keys) + len(leaving_keys)),
+            *keys,
+            *leaving_keys,
+            *(str(arg) for arg in argv),
+            *leaving_argv,
+        )
 
     def key(self, name: str) -> str:
         """The Redis key of `name`, with the configured prefix (empty by default)."""
@@ -185,6 +314,5 @@ class PresenceStore:
             raise StoreUnavailable(BACKEND, str(exc)) from exc
 
     async def close(self) -> None:
-        await self._joins.close()
+        await asyncio.gather(self._joins.close(), self._leaves.close())
         await self._redis.aclose()
-

@@ -125,6 +125,32 @@ class RedisOutage:
         )
 
 
+@pytest.fixture
+def postgres_outage(
+    services_dir: pathlib.Path, database: psycopg2.extensions.connection
+) -> Iterator[PostgresOutage]:
+    """Stops and restarts the suite's real PostgreSQL; always leaves it running afterwards."""
+    outage = PostgresOutage(services_dir, int(os.environ["PG_PORT"]))
+    yield outage
+    outage.end()
+
+
+class PostgresOutage:
+    """`pg_ctl stop -m fast`: open connections are terminated, new ones refused."""
+
+    def __init__(self, services_dir: pathlib.Path, port: int) -> None:
+        self.dir = services_dir
+        self.port = port
+
+    def begin(self) -> None:
+        subprocess.run([ROOT / "scripts" / "services.sh", "pg-stop", self.dir], check=True)
+
+    def end(self) -> None:
+        subprocess.run(
+            [ROOT / "scripts" / "services.sh", "pg-start", self.dir, str(self.port)], check=True
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import Decoder, Packet, PacketType, ProtocolError, encode
+from protocol.packet import MAX_ACK_ID
 
 P = PacketType
 
@@ -236,7 +237,7 @@ event_names = st.text().filter(
         }
     )
 )
-ack_ids = st.none() | st.integers(min_value=0, max_value=2**53)
+ack_ids = st.none() | st.integers(min_value=0, max_value=MAX_ACK_ID)
 
 
 def _count_binary(value: object) -> int:
@@ -275,7 +276,7 @@ packets = st.one_of(
         st.just(P.ACK),
         namespaces,
         st.lists(binary_value, max_size=4),
-        st.integers(0, 2**53),
+        st.integers(0, MAX_ACK_ID),
     ),
 ).filter(lambda p: _count_binary(p.data) <= 10)
 

@@ -315,7 +315,6 @@ async def test_server_call_times_out(open_peer, sio) -> None:
 # -- malformed input closes the connection ---------------------------------------------------
 
 MALFORMED_AFTER_CONNECT = [
-    "4abc",  # unknown packet type
     "42{}",  # payload not an array
     '42abc["message-with-ack",1]',  # invalid ack id
     "42[]",  # empty array
@@ -343,11 +342,31 @@ async def test_malformed_packet_closes(open_peer, frame: str, events: Events) ->
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("frame", ['42["message"]', "41", "4abc", '42["message"'])
+@pytest.mark.parametrize("frame", ['42["message"]', "41", '42["message"'])
 async def test_first_packet_not_connect_closes(open_peer, frame: str) -> None:
     peer = await open_peer()
     await peer.send(frame)
     assert await peer.closed()
+
+
+# Not Engine.IO packets python-engineio can take: refused before it parses them (an unknown type
+# would kill its WebSocket reader; a non-digit MESSAGE payload would be JSON-decoded by it).
+NOT_ENGINEIO = ["4abc", '4"0"', "4[" * 2000, "4", "x", "9", "2[1]", "3{}"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("frame", NOT_ENGINEIO)
+async def test_frame_that_is_not_engineio_closes(open_peer, transport: str, frame: str,
+                                                 events: Events) -> None:
+    peer, _ = await connected(open_peer)
+    if transport == "websocket":
+        await peer.send(frame)
+    else:
+        response = await peer.post(frame)
+        assert (response.code, response.body) == (400, b"Invalid payload")
+    assert await peer.closed()
+    reason = "transport close" if transport == "websocket" else "transport error"
+    assert (await events.wait_for("disconnect"))[3] == reason
 
 
 @pytest.mark.gen_test

@@ -1,0 +1,255 @@
+"""Issue 6 load case: a whole school joins at 9:00, then sits in class.
+
+N WebSocket connections (default 2000) open and each emits one join_lesson within a few seconds;
+then they stay connected, answering pings, for --idle seconds. Checked: every join acknowledged
+SUCCESS and every participant's presence keys in Redis (its `{client_id}` hash and its field of
+`lesson_student_{lesson_id}`, both naming its sid). Measured: how long the joins took, the ack
+latency, and the server's resident memory before and after, per idle connection.
+
+It starts server.py (pinned to core 0, as bench/harness.py does) with a Redis and PostgreSQL of its
+own under .run/load-idle (scripts/services.sh, on free ports of 127.0.0.1; the bench data of
+bench/join_bench.py), and raises the file-descriptor limit of itself and the server. The
+per-address connection limit is turned off for the run: every client here is 127.0.0.1.
+
+    .venv/bin/python bench/load_idle.py               # 2000 connections, 20 s idle, < 1 min
+    .venv/bin/python bench/load_idle.py -n 500 --idle 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import harness
+import join_bench
+import jwt
+import redis
+import uvloop
+from loadgen import DEFAULT_SECRET as SECRET
+from loadgen import lesson_name, student_name, websocket_url
+
+SUCCESS_ACK = '431[{"status":"SUCCESS","data":{}}]'
+JOIN_ACK_ID = 1
+OPEN_CONCURRENCY = 200  # handshakes in flight at once, as a school's browsers would spread them
+WARMUP_CONNECTIONS = 20  # joined and closed before the baseline, so lazy set-up is not counted
+FDS_PER_CONNECTION = 1
+FD_HEADROOM = 512
+KIB = 1024
+RUN_DIR = harness.REPO / ".run" / "load-idle"
+SERVICES = harness.REPO / "scripts" / "services.sh"
+
+
+def client_name(k: int) -> str:
+    return f"idle-client-{k}"
+
+
+@dataclass
+class Joined:
+    """One client after its join: the sid the server gave it and how long the ack took."""
+
+    k: int
+    sid: str
+    ack_seconds: float
+
+
+@dataclass
+class Run:
+    """What the clients of one run saw; `settled` is set once each has joined or failed."""
+
+    expected: int
+    joined: list[Joined] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, outcome: Joined | str) -> None:
+        (self.joined if isinstance(outcome, Joined) else self.failures).append(outcome)
+        if len(self.joined) + len(self.failures) == self.expected:
+            self.settled.set()
+
+
+def services(action: str, *ports: int) -> None:
+    subprocess.run([str(SERVICES), action, str(RUN_DIR), *map(str, ports)], check=True,
+                   cwd=harness.REPO, stdout=subprocess.DEVNULL)
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise our soft RLIMIT_NOFILE (the server, a child, inherits it); returns the new one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return max(soft, wanted)
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a process, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * KIB
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def join_payload(k: int, lessons: int, students: int, exp: int) -> str:
+    client = client_name(k)
+    token = jwt.encode({"client_id": client, "exp": exp}, SECRET, algorithm="HS256")
+    return json.dumps({"user_id": student_name(k % students), "lesson_id": lesson_name(k % lessons),
+                       "access_token": token, "role": "student"}, separators=(",", ":"))
+
+
+async def client(session: aiohttp.ClientSession, url: str, k: int, payload: str,
+                 gate: asyncio.Semaphore, run: Run, idle_until: asyncio.Event,
+                 limit_s: float) -> None:
+    """Connect, join, then idle answering pings until told to leave."""
+    try:
+        async with gate, asyncio.timeout(limit_s):
+            ws = await session.ws_connect(url, max_msg_size=0)
+            opening = await ws.receive_str()
+            assert opening.startswith("0{"), opening
+            await ws.send_str("40")
+            reply = await ws.receive_str()
+            assert reply.startswith("40{"), reply
+            sid = json.loads(reply[2:])["sid"]
+            sent = time.perf_counter()
+            await ws.send_str(f'42{JOIN_ACK_ID}["join_lesson",{payload}]')
+            while (text := await ws.receive_str()) == "2":
+                await ws.send_str("3")
+            if text != SUCCESS_ACK:
+                raise AssertionError(f"ack {text[:120]}")
+            run.record(Joined(k, sid, time.perf_counter() - sent))
+    except (AssertionError, aiohttp.ClientError, TimeoutError, TypeError, OSError) as exc:
+        run.record(f"{k}: {type(exc).__name__} {exc}")
+        return
+    try:
+        while not idle_until.is_set():
+            message = await ws.receive()
+            if message.type is aiohttp.WSMsgType.TEXT and message.data == "2":
+                await ws.send_str("3")
+            elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                  aiohttp.WSMsgType.ERROR):
+                run.failures.append(f"{k}: closed while idle")
+                return
+    finally:
+        await ws.close()
+
+
+def missing_presence(db: redis.Redis, joined: Sequence[Joined], lessons: int) -> list[int]:
+    """The clients whose presence keys do not both name their sid."""
+    pipe = db.pipeline(transaction=False)
+    for j in joined:
+        pipe.hget(client_name(j.k), "sid")
+        pipe.hget(f"lesson_student_{lesson_name(j.k % lessons)}", client_name(j.k))
+    values = pipe.execute()
+    return [j.k for n, j in enumerate(joined) if values[2 * n] != j.sid or
+            values[2 * n + 1] != j.sid]
+
+
+async def load(url: str, args: argparse.Namespace, server_pid: int,
+               db: redis.Redis) -> dict[str, Any]:
+    exp = int(time.time()) + 3600
+    payloads = [join_payload(k, args.lessons, args.students, exp)
+                for k in range(WARMUP_CONNECTIONS + args.connections)]
+    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        warm, leave_warm = Run(WARMUP_CONNECTIONS), asyncio.Event()
+        leave_warm.set()
+        await asyncio.gather(*(client(session, url, args.connections + k,
+                                      payloads[args.connections + k], gate, warm, leave_warm,
+                                      args.timeout) for k in range(WARMUP_CONNECTIONS)))
+        await asyncio.sleep(1.0)  # let the warm-up disconnects finish before the baseline
+        rss_before = rss_bytes(server_pid)
+
+        run, leave = Run(args.connections), asyncio.Event()
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(client(session, url, k, payloads[k], gate, run, leave,
+                                            args.timeout)) for k in range(args.connections)]
+        await run.settled.wait()
+        joined_in = time.perf_counter() - started
+        missing = missing_presence(db, run.joined, args.lessons)
+        await asyncio.sleep(args.idle)
+        rss_after = rss_bytes(server_pid)
+        leave.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    acks = sorted(j.ack_seconds for j in run.joined)
+    delta = rss_after - rss_before
+    return {
+        "connections": args.connections,
+        "joined": len(run.joined),
+        "failures": len(run.failures),
+        "failure_examples": run.failures[:5],
+        "presence_missing": len(missing),
+        "joined_in_s": round(joined_in, 2),
+        "ack_p50_ms": round(acks[len(acks) // 2] * 1000, 1) if acks else None,
+        "ack_p99_ms": round(acks[int(len(acks) * 0.99)] * 1000, 1) if acks else None,
+        "ack_max_ms": round(acks[-1] * 1000, 1) if acks else None,
+        "idle_s": args.idle,
+        "rss_before_mib": round(rss_before / KIB / KIB, 1),
+        "rss_after_mib": round(rss_after / KIB / KIB, 1),
+        "rss_per_connection_kib": round(delta / args.connections / KIB, 1),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", "--connections", type=int, default=2000)
+    p.add_argument("--idle", type=float, default=20.0, help="seconds connected after the joins")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds for one connect + join")
+    p.add_argument("--lessons", type=int, default=50)
+    p.add_argument("--students", type=int, default=40, help="student_attend rows per lesson")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    fd_limit = raise_fd_limit(FDS_PER_CONNECTION * 2 * (args.connections + WARMUP_CONNECTIONS)
+                              + FD_HEADROOM)
+    join_bench.LOG_DIR.mkdir(parents=True, exist_ok=True)
+    redis_port, pg_port = harness.free_port(), harness.free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    database_url = f"postgresql://rollcall@127.0.0.1:{pg_port}/rollcall"
+    services("start", redis_port, pg_port)
+    try:
+        db = redis.Redis.from_url(redis_url, decode_responses=True)
+        if db.info("server")["process_id"] != int((RUN_DIR / "redis.pid").read_text()):
+            raise RuntimeError(f"the Redis on port {redis_port} is not the one under {RUN_DIR}")
+        join_bench.load_data(database_url, argparse.Namespace(
+            lessons=args.lessons, seats=args.students, seated=args.students))
+        db.flushall()
+        port = harness.free_port()
+        argv = [harness.PYTHON, str(harness.REPO / "server.py"), "--port", str(port),
+                "--redis-url", redis_url, "--database-url", database_url,
+                "--access-token-secret", SECRET, "--log-level", "WARNING",
+                "--max-connections-per-ip", "0"]
+        with harness.server(argv, port, join_bench.LOG_DIR / "load-idle.log") as proc:
+            result = uvloop.run(load(websocket_url(f"http://127.0.0.1:{port}"), args,
+                                     proc.pid, db))
+        db.close()
+    finally:
+        services("stop")
+    result["fd_limit"] = fd_limit
+    print(json.dumps(result))
+    print(f"Machine: {harness.machine()}", file=sys.stderr)
+    print(f"{result['joined']}/{result['connections']} joined in {result['joined_in_s']} s "
+          f"(ack p50 {result['ack_p50_ms']} ms, p99 {result['ack_p99_ms']} ms, "
+          f"max {result['ack_max_ms']} ms); presence missing for {result['presence_missing']}; "
+          f"RSS {result['rss_before_mib']} -> {result['rss_after_mib']} MiB after "
+          f"{result['idle_s']:g} s idle: {result['rss_per_connection_kib']} KiB per connection",
+          file=sys.stderr)
+    ok = result["joined"] == args.connections and not result["presence_missing"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
