@@ -177,8 +177,11 @@ class JoinLesson:
         before = record.held
         record.held = before | written  # before the script is sent: see handlers/presence.py
         try:
-            async with self._connections.successors(record.sid, leaving) as successors:
-                join = dataclasses.replace(join, leaving=leaving, successors=successors)
+            if leaving:
+                async with self._connections.successors(record.sid, leaving) as successors:
+                    join = dataclasses.replace(join, leaving=leaving, successors=successors)
+                    outcome = await self._presence.join(join)
+            else:  # the common case, kept cheap: no lesson to leave, nobody to hand over to
                 outcome = await self._presence.join(join)
         except StoreUnavailable as exc:
             # Redis may still run the script, even after a later one: keep its entry for good.

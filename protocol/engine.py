@@ -87,27 +87,27 @@ class EngineServer(engineio.AsyncServer):
         """How many open sessions `address` holds."""
         return self._per_address.get(address, 0)
 
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        """Count sessions per client address on python-engineio's own connect and disconnect
-        events, which fire exactly once per session whatever ends it.
+    def session_opened(self, sid: str, environ: dict[str, Any]) -> None:
+        """Count a new session against its client address (call from the connect event, which
+        python-engineio fires exactly once per session).
 
         The address is Tornado's ``remote_ip`` (X-Real-IP behind a proxy when ``xheaders`` is
         on); python-engineio's environ always says 127.0.0.1.
         """
-        if event == "connect":
-            sid, environ = args[0], args[1]
-            address = environ["tornado.handler"].request.remote_ip
-            self._addresses[sid] = address
-            self._per_address[address] = self._per_address.get(address, 0) + 1
-        elif event == "disconnect":
-            address = self._addresses.pop(args[0], None)
-            if address is not None:
-                left = self._per_address[address] - 1
-                if left:
-                    self._per_address[address] = left
-                else:
-                    del self._per_address[address]
-        return await super()._trigger_event(event, *args, **kwargs)
+        address = environ["tornado.handler"].request.remote_ip
+        self._addresses[sid] = address
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+
+    def session_closed(self, sid: str) -> None:
+        """Give the session's place back (call from the disconnect event, fired once whatever
+        ends the session)."""
+        address = self._addresses.pop(sid, None)
+        if address is not None:
+            left = self._per_address[address] - 1
+            if left:
+                self._per_address[address] = left
+            else:
+                del self._per_address[address]
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
         return _Outbox(self)
@@ -249,10 +249,13 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 # a client CLOSE: answer the pending poll with a noop instead of letting it hang
                 socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
 
-        async def on_message(self, message: str | bytes) -> None:
+        def on_message(self, message: str | bytes) -> None:
             """Refuse a WebSocket frame python-engineio's reader would die on (see
             ``_valid_frame``): close the WebSocket with 1002 and end the session, as if the
-            client had closed, instead of leaving a session whose frames nobody reads."""
+            client had closed, instead of leaving a session whose frames nobody reads.
+
+            Synchronous on the hot path: the receive queue is unbounded, so python-engineio's
+            ``await queue.put`` never waits."""
             if self._broken:
                 return
             if isinstance(message, str) and not _valid_frame(message, WEBSOCKET_PACKET_TYPES):
@@ -262,7 +265,7 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(WS_PROTOCOL_ERROR, "invalid Engine.IO packet")
                 self.receive_queue.put_nowait(None)  # the reader ends the session now
                 return
-            await super().on_message(message)
+            self.receive_queue.put_nowait(message)
 
         def write_message(self, message: str | bytes | dict, binary: bool = False):
             """Drop the NOOP python-engineio queues to end the last poll of an upgrade: when no

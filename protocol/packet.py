@@ -85,10 +85,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_json_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def _loads(text: str) -> Any:
     """JSON.parse semantics: no NaN/Infinity; errors (incl. deep nesting) become ProtocolError."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _json_decode(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"invalid JSON payload: {exc}") from None
 
@@ -170,10 +173,12 @@ def encode(packet: Packet) -> list[str | bytes]:
 
     EVENT/ACK data containing bytes is sent as BINARY_EVENT/BINARY_ACK automatically.
     """
-    try:
-        ptype = PacketType(packet.type)
-    except ValueError:
-        raise ProtocolError(f"unknown packet type {packet.type!r}") from None
+    ptype = packet.type
+    if type(ptype) is not PacketType:
+        try:
+            ptype = PacketType(ptype)
+        except ValueError:
+            raise ProtocolError(f"unknown packet type {packet.type!r}") from None
     _check_header(packet, ptype)
     _check_data(ptype, packet.data)
     if packet.data is None:

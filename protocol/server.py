@@ -367,6 +367,7 @@ class Server:
     # -- Engine.IO events ---------------------------------------------------------------------
 
     def _on_engine_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        self.eio.session_opened(eio_sid, environ)
         # a binary packet's attachments together: no larger than one message may be
         decoder = Decoder(self.max_attachments, self.eio.max_http_buffer_size)
         client = _Client(eio_sid, environ, decoder)
@@ -383,6 +384,7 @@ class Server:
             self._spawn(self._close_client(client, "no namespace joined in time"))
 
     async def _on_engine_disconnect(self, eio_sid: str, reason: str) -> None:
+        self.eio.session_closed(eio_sid)
         client = self._clients.pop(eio_sid, None)
         if client is None:
             return
@@ -501,7 +503,9 @@ class Server:
         self, sock: _Socket, handler: _Handler, event: str, args: list[Any], pid: int | None
     ) -> None:
         try:
-            result = await handler(sock.sid, *args)
+            result = handler.func(sock.sid, *args)
+            if handler.is_async:
+                result = await result
         except Exception:
             self.logger.exception("handler for %r in %s failed", event, sock.namespace)
             return
