@@ -47,16 +47,12 @@ class Services:
     lessons: LessonStore
     presence: PresenceStore
     tracker: Tracker
-    viewer: PresenceReader
 
     @classmethod
     async def open(cls, config: Config) -> Services:
         lessons = await LessonStore.open(config.database_url, config.store_timeout)
         presence = PresenceStore.open(config.redis_url, config.store_timeout, config.key_prefix)
-        viewer = PresenceReader.open(config.redis_url, config.store_timeout, config.key_prefix)
-        return cls(
-            lessons=lessons, presence=presence, tracker=Tracker.from_config(config), viewer=viewer
-        )
+        return cls(lessons=lessons, presence=presence, tracker=Tracker.from_config(config))
 
     async def check(self) -> dict[str, str]:
         """Each backend's state, "ok" or why not, probed concurrently."""
@@ -75,9 +71,7 @@ class Services:
         return state
 
     async def close(self) -> None:
-        await asyncio.gather(
-            self.lessons.close(), self.presence.close(), self.tracker.close(), self.viewer.close()
-        )
+        await asyncio.gather(self.lessons.close(), self.presence.close(), self.tracker.close())
 
 
 class HealthHandler(tornado.web.RequestHandler):
@@ -120,7 +114,7 @@ def build(config: Config, services: Services) -> Rollcall:
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
             (r"/healthz", HealthHandler, {"services": services}),
-            *web.routes(config, services.viewer),
+            *web.routes(config, PresenceReader(services.presence)),
         ],
         websocket_max_message_size=config.max_payload,
     )

@@ -5,8 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR=.run/test
-export REDIS_PORT=6391
-export PG_PORT=5441
+# Free ports, so that a Redis or PostgreSQL left running by another checkout cannot collide.
+read -r REDIS_PORT PG_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+export REDIS_PORT PG_PORT
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export DATABASE_URL="postgresql://rollcall@127.0.0.1:$PG_PORT/rollcall"
 export ROLLCALL_SERVICES_DIR="$PWD/$DIR"

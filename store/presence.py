@@ -154,6 +154,17 @@ class Leave:
     successors: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class LessonKeys:
+    """The presence hashes of one lesson as read: lesson_teacher_, lesson_student_ and
+    lesson_seat_, and the {client_id} hash of each student (empty once it has expired)."""
+
+    teachers: dict[str, str]
+    students: dict[str, str]
+    seats: dict[str, str]
+    profiles: dict[str, dict[str, str]]
+
+
 class PresenceStore:
     """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md)."""
 
@@ -296,6 +307,23 @@ class PresenceStore:
             *(str(arg) for arg in argv),
             *leaving_argv,
         )
+
+    async def read_lesson(self, lesson_id: str) -> LessonKeys:
+        """What the lesson's keys hold now, in two pipelined round trips (the admin view)."""
+        async with self._available():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.key(TEACHER_KEY.format(lesson_id=lesson_id)))
+                pipe.hgetall(self.key(STUDENTS_KEY.format(lesson_id=lesson_id)))
+                pipe.hgetall(self.key(SEAT_KEY.format(lesson_id=lesson_id)))
+                teachers, students, seats = await pipe.execute()
+            profiles: dict[str, dict[str, str]] = {}
+            if students:
+                client_ids = sorted(students)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for client_id in client_ids:
+                        pipe.hgetall(self.key(client_id))
+                    profiles = dict(zip(client_ids, await pipe.execute(), strict=True))
+        return LessonKeys(teachers, students, seats, profiles)
 
     def key(self, name: str) -> str:
         """The Redis key of `name`, with the configured prefix (empty by default)."""

@@ -7,18 +7,9 @@ processes behind a load balancer, any one of them shows the whole lesson.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-import metrics
-from store.errors import StoreUnavailable
-from store.presence import BACKEND, SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
+from store.presence import PresenceStore
 
 
 @dataclass(frozen=True)
@@ -49,8 +40,7 @@ class LessonPresence:
             "lesson_id": self.lesson_id,
             "teachers": [{"user_id": t.user_id, "sid": t.sid} for t in self.teachers],
             "participants": [
-                {"client_id": p.client_id, "sid": p.sid, "role": p.role}
-                for p in self.participants
+                {"client_id": p.client_id, "sid": p.sid, "role": p.role} for p in self.participants
             ],
             "seats": self.seats,
         }
@@ -62,56 +52,20 @@ def _seat_order(seat: str) -> tuple[int, int | str]:
 
 
 class PresenceReader:
-    """Reads the presence keys of one lesson in two pipelined round trips."""
+    """Reads the presence of one lesson back from the keys PresenceStore writes."""
 
-    def __init__(self, client: aioredis.Redis, timeout: float, key_prefix: str = "") -> None:
-        self._redis = client
-        self._timeout = timeout
-        self._prefix = key_prefix
-
-    @classmethod
-    def open(cls, url: str, timeout: float, key_prefix: str = "") -> PresenceReader:
-        client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        return cls(client, timeout, key_prefix)
+    def __init__(self, store: PresenceStore) -> None:
+        self._store = store
 
     async def lesson(self, lesson_id: str) -> LessonPresence:
         """The lesson's teachers, participants and seat map; empty when nobody has joined."""
-        async with self._available():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self._prefix + TEACHER_KEY.format(lesson_id=lesson_id))
-                pipe.hgetall(self._prefix + STUDENTS_KEY.format(lesson_id=lesson_id))
-                pipe.hgetall(self._prefix + SEAT_KEY.format(lesson_id=lesson_id))
-                teachers, students, seats = await pipe.execute()
-            client_ids = sorted(students)
-            profiles: list[dict[str, str]] = []
-            if client_ids:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for client_id in client_ids:
-                        pipe.hgetall(self._prefix + client_id)
-                    profiles = await pipe.execute()
+        keys = await self._store.read_lesson(lesson_id)
         return LessonPresence(
             lesson_id=lesson_id,
-            teachers=[Teacher(user_id, sid) for user_id, sid in sorted(teachers.items())],
+            teachers=[Teacher(user_id, sid) for user_id, sid in sorted(keys.teachers.items())],
             participants=[
-                Participant(client_id, students[client_id], profile.get("role"))
-                for client_id, profile in zip(client_ids, profiles, strict=True)
+                Participant(client_id, keys.students[client_id], profile.get("role"))
+                for client_id, profile in keys.profiles.items()
             ],
-            seats={seat: seats[seat] for seat in sorted(seats, key=_seat_order)},
+            seats={seat: keys.seats[seat] for seat in sorted(keys.seats, key=_seat_order)},
         )
-
-    @contextlib.asynccontextmanager
-    async def _available(self) -> AsyncIterator[None]:
-        """Times the reads, and turns a Redis that does not answer into StoreUnavailable."""
-        with metrics.store_call(BACKEND):
-            try:
-                async with asyncio.timeout(self._timeout):
-                    yield
-            except TimeoutError:
-                raise StoreUnavailable(BACKEND, "timed out") from None
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                raise StoreUnavailable(BACKEND, str(exc)) from exc
-
-    async def close(self) -> None:
-        await self._redis.aclose()
