@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from config import Config
-from server import Services, build
+from server import Rollcall, Services, build, disconnect_all
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "store" / "schema.sql"
@@ -83,9 +83,12 @@ def services(io_loop, config: Config, redis_db, database) -> Iterator[Services]:
 
 
 @pytest.fixture
-def rollcall(config: Config, services: Services):
-    """The real application and its Socket.IO server, as server.py builds them."""
-    return build(config, services)
+def rollcall(io_loop, config: Config, services: Services) -> Iterator[Rollcall]:
+    """The real application and its Socket.IO server, as server.py builds them; at teardown
+    every session is closed as at shutdown, so no server task outlives the test's loop."""
+    built = build(config, services)
+    yield built
+    io_loop.run_sync(lambda: disconnect_all(built), timeout=10)
 
 
 @pytest.fixture
