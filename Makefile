@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := tests/node/node_modules/.installed
 
+# The demo's token secret, used by `make run` and `make demo` unless ACCESS_TOKEN_SECRET is set.
+export ACCESS_TOKEN_SECRET ?= demo-secret-for-make-run-never-for-production
+
 .PHONY: run test lint demo bench clean
 
 run: $(INSTALLED)

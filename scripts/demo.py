@@ -4,7 +4,7 @@ with python-socketio's client, printing each ack and the Redis keys the join wro
     .venv/bin/python scripts/demo.py [--url http://127.0.0.1:8000] [--redis-url redis://...]
 
 The participant's token is signed like scripts/demo_token.py's, with ACCESS_TOKEN_SECRET (the
-same default as scripts/run.sh).
+Makefile gives `make run` and `make demo` the same demo secret).
 """
 
 from __future__ import annotations
@@ -14,21 +14,17 @@ import asyncio
 import json
 import os
 import sys
-import time
-import warnings
 from typing import Any
 
-import jwt
 import redis
 import socketio
+from demo_token import make_token
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
-DEFAULT_SECRET = "demo-secret-not-for-production"  # scripts/run.sh's default
 LESSON = "demo-lesson"
 STUDENT = "demo-student"
 TEACHER = "demo-teacher"
-TOKEN_LIFETIME = 3600
 ACK_TIMEOUT = 10
 
 
@@ -41,25 +37,17 @@ def show_keys(db: redis.Redis, keys: list[str]) -> None:
         print(f"  {key}  {kind}  ttl={db.ttl(key)}  {json.dumps(value, ensure_ascii=False)}")
 
 
-async def join(url: str, payload: dict[str, Any]) -> tuple[str, Any]:
+async def join(url: str, payload: dict[str, Any]) -> tuple[socketio.AsyncClient, Any]:
+    """Connect and join; the caller disconnects (which takes the presence back), so the keys
+    are shown while the client is still connected."""
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(url, transports=["websocket"])
-    try:
-        ack = await client.call("join_lesson", payload, timeout=ACK_TIMEOUT)
-        return client.get_sid(), ack
-    finally:
-        await client.disconnect()
+    return client, await client.call("join_lesson", payload, timeout=ACK_TIMEOUT)
 
 
 async def main(url: str, redis_url: str) -> int:
     db = redis.Redis.from_url(redis_url, decode_responses=True)
-    secret = os.environ.get("ACCESS_TOKEN_SECRET", DEFAULT_SECRET)
-    # The demo secret is shorter than PyJWT recommends; the server already says so once.
-    warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
-    token = jwt.encode(
-        {"client_id": STUDENT, "sub": STUDENT, "exp": int(time.time()) + TOKEN_LIFETIME},
-        secret, algorithm="HS256",
-    )
+    token = make_token(STUDENT, os.environ["ACCESS_TOKEN_SECRET"])
     flows = [
         ("teacher", {"user_id": TEACHER, "lesson_id": LESSON, "access_token": None,
                      "role": "teacher"},
@@ -68,12 +56,18 @@ async def main(url: str, redis_url: str) -> int:
                          "role": "student"},
          [f"lesson_seat_{LESSON}", STUDENT, f"lesson_student_{LESSON}"]),
     ]
-    for name, payload, keys in flows:
-        sid, ack = await join(url, payload)
-        print(f"{name} join (sid {sid}): ack {json.dumps(ack)}")
-        show_keys(db, keys)
-        if ack.get("status") != "SUCCESS":
-            return 1
+    clients = []
+    try:
+        for name, payload, keys in flows:
+            client, ack = await join(url, payload)
+            clients.append(client)
+            print(f"{name} join (sid {client.get_sid()}): ack {json.dumps(ack)}")
+            show_keys(db, keys)
+            if ack.get("status") != "SUCCESS":
+                return 1
+    finally:
+        for client in clients:
+            await client.disconnect()
     db.close()
     return 0
 

@@ -8,7 +8,7 @@ DIR=.run/dev
 REDIS_PORT=6390
 PG_PORT=5440
 PY=.venv/bin/python
-export ACCESS_TOKEN_SECRET=${ACCESS_TOKEN_SECRET:-demo-secret-for-make-run-never-for-production}
+: "${ACCESS_TOKEN_SECRET:?set ACCESS_TOKEN_SECRET (the Makefile sets a demo one)}"
 export CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-*}
 
 started=()
