@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -16,6 +15,8 @@ import redis
 import redis.asyncio as aioredis
 import socketio
 import tornado.web
+
+from tests.conftest import free_port  # noqa: F401 - re-exported for the join_lesson tests
 
 ACK_TIMEOUT = 10.0
 EVENT_TIMEOUT = 10.0
@@ -142,9 +143,3 @@ async def keyspace_watch(url: str) -> AsyncIterator[KeyspaceWatch]:
         yield watch
     finally:
         await watch.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
