@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,8 +42,9 @@ from store.presence import Entry, Leave, PresenceStore
 
 log = logging.getLogger("rollcall.presence")
 
-OUTCOME_CLEARED = "SUCCESS"
+OUTCOME_SUCCESS = "SUCCESS"
 OUTCOME_UNAVAILABLE = "UNAVAILABLE"
+REFUSED_CLOSING = "SHUTTING_DOWN"
 
 
 class ClientGone(Exception):
@@ -156,8 +158,19 @@ class Connections:
         It never awaits, so the socket cannot disconnect before its record exists.
         """
         if self.closing:
+            log.info("connect", extra={"event": "connect", "sid": sid, "outcome": REFUSED_CLOSING})
             return False
         self._records[sid] = Connection(sid)
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        log.info(
+            "connect",
+            extra={
+                "event": "connect",
+                "sid": sid,
+                "transport": query.get("transport", ["-"])[0],
+                "outcome": OUTCOME_SUCCESS,
+            },
+        )
         return True
 
     async def disconnect(self, sid: str, reason: str) -> None:
@@ -188,7 +201,7 @@ class Connections:
             entries = tuple(record.held)
             record.held = frozenset()
             cleared = 0
-            outcome = OUTCOME_CLEARED
+            outcome = OUTCOME_SUCCESS
             if entries:
                 try:
                     async with self.successors(sid, entries) as successors:

@@ -219,3 +219,17 @@ async def test_rejoin_after_a_disconnect_is_one_reconnect(
         "c1": ({"sid": second.sid, "client_id": "c1", "role": "student"}, True),
         STUDENTS_KEY: ({"c1": second.sid}, False),
     }
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_connect_and_disconnect_are_logged_one_line_each(connect, server_events):
+    client = await connect()
+    sid, transport = client.sid, client.transport
+
+    await client.close()
+    await server_events.wait_for("disconnect", sid)
+
+    connected = server_events.of("connect", sid)
+    assert len(connected) == 1
+    assert (connected[0].transport, connected[0].outcome) == (transport, "SUCCESS")
+    assert len(server_events.of("disconnect", sid)) == 1
