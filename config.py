@@ -53,6 +53,7 @@ class Config:
     join_rate: float = 5.0
     join_burst: int = 10
     max_connections_per_ip: int = 50
+    message_queue: str | None = None
 
 
 def _positive_float(text: str) -> float:
@@ -268,6 +269,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         _int_in(0, 1_000_000),
         "open Engine.IO connections one client address may hold (0: unlimited); "
         "more are refused with HTTP 429",
+    ),
+    (
+        "--message-queue",
+        "ROLLCALL_MESSAGE_QUEUE",
+        _url(("redis", "rediss", "unix"), optional=True),
+        "Redis whose pub/sub relays emits, room changes and disconnects between processes "
+        "(python-socketio's AsyncRedisManager format, channel 'socketio'); one process without it",
     ),
 )
 

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import tornado.httpserver
 import tornado.web
@@ -24,6 +24,7 @@ import web
 from config import Config, configure_logging, parse_config
 from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
+from protocol.redis_manager import RedisManager, RelayedServer
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.presence import PresenceStore
@@ -95,19 +96,27 @@ class Rollcall(NamedTuple):
     app: tornado.web.Application
     sio: Server
     connections: Connections
+    #: relays between processes when --message-queue is set; serve() starts and stops it
+    manager: RedisManager | None = None
 
 
 def build(config: Config, services: Services) -> Rollcall:
     """The Socket.IO server and the routes of one process; tests mount the same app in-process."""
-    sio = Server(
-        namespaces=["/"],
-        ping_interval=config.ping_interval,
-        ping_timeout=config.ping_timeout,
-        max_http_buffer_size=config.max_payload,
-        cors_allowed_origins=config.cors_allowed_origins,
-        connect_timeout=config.connect_timeout,
-        max_connections_per_ip=config.max_connections_per_ip,
-    )
+    options: dict[str, Any] = {
+        "namespaces": ["/"],
+        "ping_interval": config.ping_interval,
+        "ping_timeout": config.ping_timeout,
+        "max_http_buffer_size": config.max_payload,
+        "cors_allowed_origins": config.cors_allowed_origins,
+        "connect_timeout": config.connect_timeout,
+        "max_connections_per_ip": config.max_connections_per_ip,
+    }
+    manager = None
+    if config.message_queue is None:
+        sio = Server(**options)
+    else:
+        manager = RedisManager(config.message_queue, socket_timeout=config.store_timeout)
+        sio = RelayedServer(manager, **options)
     connections = handlers.register(sio, services, config)
     metrics.CONNECTIONS.track(sio.eio)
     app = tornado.web.Application(
@@ -118,7 +127,7 @@ def build(config: Config, services: Services) -> Rollcall:
         ],
         websocket_max_message_size=config.max_payload,
     )
-    return Rollcall(app, sio, connections)
+    return Rollcall(app, sio, connections, manager)
 
 
 async def disconnect_all(rollcall: Rollcall) -> None:
@@ -156,6 +165,8 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     rollcall = build(config, services)
+    if rollcall.manager is not None:
+        await rollcall.manager.start()
     http_server = make_http_server(rollcall.app, config)
     http_server.listen(config.port, config.host)
     loop_lag = metrics.LoopLagMonitor()
@@ -174,6 +185,8 @@ async def serve(config: Config) -> None:
     await loop_lag.stop()
     try:
         async with asyncio.timeout(SHUTDOWN_TIMEOUT - (loop.time() - started)):
+            if rollcall.manager is not None:
+                await rollcall.manager.stop()
             await services.close()
     except TimeoutError:
         log.warning("services still closing %.0f s after the signal; exiting", SHUTDOWN_TIMEOUT)

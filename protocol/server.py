@@ -311,6 +311,12 @@ class Server:
     def rooms(self, sid: str, namespace: str = ROOT_NAMESPACE) -> list[str]:
         return self._rooms[namespace].rooms_of(sid)
 
+    def is_connected(self, sid: str, namespace: str = ROOT_NAMESPACE) -> bool:
+        """Whether ``sid`` is a socket of this process in ``namespace`` (its connect handler may
+        still be running): a client manager relays what concerns any other sid."""
+        sock = self._sockets.get(sid)
+        return sock is not None and sock.namespace == namespace
+
     async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
         """The session dict of a connected sid (sids are unique across namespaces)."""
         return self._sockets[sid].session

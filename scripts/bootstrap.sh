@@ -14,6 +14,8 @@ if [ "$purpose" = test ]; then
     command -v npm >/dev/null || missing+=(npm)
     # headless browser for the lesson page's test (tests/operations/test_lesson_page.py)
     command -v chromium >/dev/null || missing+=(chromium)
+    # the proxy of the scale-out deployment test (tests/scaleout/test_nginx.py)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
