@@ -18,6 +18,7 @@ from typing import Any
 import tornado.websocket
 from engineio import packet as eio_packet
 
+from . import eager
 from .engine import EngineServer, engine_handler
 from .packet import (
     DEFAULT_MAX_ATTACHMENTS,
@@ -150,7 +151,8 @@ class Server:
 
     Engine.IO options (``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``,
     ``cors_allowed_origins``, ...) pass through to python-engineio; ``async_mode`` is always
-    ``'tornado'``. Event handlers run as tasks of their own (``async_handlers=True``) so a handler
+    ``'tornado'``. Event handlers run as tasks of their own once they wait for anything
+    (``async_handlers=True``; see protocol/eager.py) so a handler
     that awaits the same client's ack cannot block its own reader.
     """
 
@@ -427,7 +429,7 @@ class Server:
             if run is None:
                 pass
             elif self.async_handlers:
-                self._spawn(run)
+                eager.start(run, self._tasks)
             else:
                 await run
         elif pkt.type is PacketType.ACK:
