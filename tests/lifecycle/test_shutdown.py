@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 
 import pytest
-from conftest import ROOT, free_port
+from conftest import ServerProcess, free_port
 from join_lesson.conftest import MIXPANEL_TOKEN
 from join_lesson.helpers import EVENT_TIMEOUT, LESSON, SEATS, Client, participant_token, request
 from node.client import NodeClient
@@ -18,40 +17,6 @@ from server import SHUTDOWN_TIMEOUT
 from .helpers import presence
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
-READY_LINE = b"rollcall listening"
-
-
-class ServerProcess:
-    """server.py in a subprocess; its stderr is read continuously (a full pipe would block it)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[bytes] = []
-        self._ready = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
-
-    @classmethod
-    async def start(cls, *args: str) -> ServerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), *args, stderr=asyncio.subprocess.PIPE
-        )
-        server = cls(proc)
-        async with asyncio.timeout(EVENT_TIMEOUT):
-            await server._ready.wait()
-        return server
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            self.lines.append(line)
-            if READY_LINE in line:
-                self._ready.set()
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        await self._reader
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +14,8 @@ from join_lesson.helpers import ACK_TIMEOUT, EVENT_TIMEOUT, Client, participant_
 
 from config import Config
 from server import Rollcall, Services, build, disconnect_all, make_http_server
-from tests.conftest import ROOT, free_port
+from tests.conftest import ServerProcess, free_port
 
-READY_LINE = b"rollcall listening"  # logged once the manager is subscribed (serve())
 SUCCESS = {"status": "SUCCESS", "data": {}}
 #: what a test marks the end of a stream with: an event it can await instead of sleeping
 SENTINEL = "sentinel"
@@ -54,41 +52,6 @@ class Listener(Client):
     async def join_as(self, client_id: str, secret: str) -> None:
         token = participant_token(client_id, secret)
         assert await self.join(request(user_id=client_id, access_token=token)) == SUCCESS
-
-
-class ServerProcess:
-    """server.py in a subprocess; its stderr is read continuously (a full pipe would block it)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self._ready = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
-
-    @classmethod
-    async def start(cls, *args: str) -> ServerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), *args, stderr=asyncio.subprocess.PIPE
-        )
-        server = cls(proc)
-        try:
-            async with asyncio.timeout(EVENT_TIMEOUT):
-                await server._ready.wait()
-        except TimeoutError:
-            await server.stop()
-            raise
-        return server
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            if READY_LINE in line:
-                self._ready.set()
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        await self._reader
 
 
 def queue_config(config: Config, redis_url: str) -> Config:
