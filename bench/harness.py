@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PYTHON = sys.executable
@@ -34,6 +36,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def check_own_stores(redis_client: Any, database_url: str, run_dir: Path) -> None:
+    """Refuse to flush or truncate a Redis or PostgreSQL that this run did not start under
+    run_dir (another checkout's, or a developer's): compare Redis's process id and PostgreSQL's
+    data directory with what scripts/services.sh left there."""
+    if redis_client.info("server")["process_id"] != int((run_dir / "redis.pid").read_text()):
+        raise RuntimeError(f"the Redis on the bench port is not the one under {run_dir}")
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SHOW data_directory")
+        data_dir = cur.fetchone()[0]
+    conn.close()
+    if Path(data_dir).resolve() != (run_dir / "pg").resolve():
+        raise RuntimeError(f"the PostgreSQL on the bench port serves {data_dir}, not {run_dir}")
 
 
 def pinned(core: str, argv: Sequence[str]) -> list[str]:

@@ -37,7 +37,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import harness
@@ -80,19 +79,6 @@ def port_or_free(preferred: int) -> int:
             print(f"port {preferred} is in use; using {port}", file=sys.stderr)
             return port
     return preferred
-
-
-def check_ours(client: redis.Redis, database_url: str) -> None:
-    """Refuse to flush or truncate stores that are not the ones this run started."""
-    redis_pid = int((RUN_DIR / "redis.pid").read_text())
-    if client.info("server")["process_id"] != redis_pid:
-        raise RuntimeError("the Redis on the bench port is not the one under .run/bench")
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SHOW data_directory")
-        data_dir = cur.fetchone()[0]
-    conn.close()
-    if Path(data_dir).resolve() != (RUN_DIR / "pg").resolve():
-        raise RuntimeError(f"the PostgreSQL on the bench port serves {data_dir}, not ours")
 
 
 def load_data(database_url: str, args: argparse.Namespace) -> None:
@@ -182,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     services("start", redis_port, pg_port)
     try:
         client = redis.Redis.from_url(redis_url, decode_responses=True)
-        check_ours(client, database_url)
+        harness.check_own_stores(client, database_url, RUN_DIR)
         load_data(database_url, args)
         for _ in range(args.rounds):
             for name in [n for n in args.servers if n not in failures]:

@@ -46,12 +46,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import harness
-import psycopg2
 import redis
 import socketio
 import uvloop
@@ -75,18 +73,6 @@ def services(action: str, redis_port: int = 0, pg_port: int = 0) -> None:
     if action == "start":
         argv = harness.pinned(harness.CLIENT_CORE, [*argv, str(redis_port), str(pg_port)])
     subprocess.run(argv, check=True, cwd=harness.REPO)
-
-
-def check_ours(client: redis.Redis, database_url: str) -> None:
-    """Refuse to flush stores that are not the ones this run started."""
-    if client.info("server")["process_id"] != int((RUN_DIR / "redis.pid").read_text()):
-        raise RuntimeError("the Redis on the chosen port is not the one under .run/scaleout")
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SHOW data_directory")
-        data_dir = cur.fetchone()[0]
-    conn.close()
-    if Path(data_dir).resolve() != (RUN_DIR / "pg").resolve():
-        raise RuntimeError(f"the PostgreSQL on the chosen port serves {data_dir}, not ours")
 
 
 @dataclass
@@ -360,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     services("start", redis_port, pg_port)
     try:
         client = redis.Redis.from_url(redis_url, decode_responses=True)
-        check_ours(client, database_url)
+        harness.check_own_stores(client, database_url, RUN_DIR)
         load_data(database_url, args)
         client.flushall()
         joins = []
