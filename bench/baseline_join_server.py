@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +34,7 @@ import redis.asyncio as aioredis
 import socketio
 import tornado.httpserver
 import tornado.web
+from servers.common import until_signal
 
 PRESENCE_TTL = 86400
 TEACHER = "teacher"
@@ -128,11 +128,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = tornado.httpserver.HTTPServer(app)
     server.listen(args.port, "127.0.0.1")
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await until_signal()
     server.stop()
     pool.close()
     await pool.wait_closed()

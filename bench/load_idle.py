@@ -222,8 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     services("start", redis_port, pg_port)
     try:
         db = redis.Redis.from_url(redis_url, decode_responses=True)
-        if db.info("server")["process_id"] != int((RUN_DIR / "redis.pid").read_text()):
-            raise RuntimeError(f"the Redis on port {redis_port} is not the one under {RUN_DIR}")
+        harness.check_own_stores(db, database_url, RUN_DIR)
         join_bench.load_data(database_url, argparse.Namespace(
             lessons=args.lessons, seats=args.students, seated=args.students))
         db.flushall()

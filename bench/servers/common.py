@@ -18,15 +18,20 @@ def parse_args(default_loop: str, argv: Sequence[str] | None = None) -> argparse
     return p.parse_args(argv)
 
 
-async def serve(app: tornado.web.Application, port: int) -> None:
-    """Listen on 127.0.0.1:port until SIGTERM or SIGINT."""
-    server = tornado.httpserver.HTTPServer(app)
-    server.listen(port, "127.0.0.1")
+async def until_signal() -> None:
+    """Return once SIGTERM or SIGINT arrives (the harness stops servers with SIGTERM)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+
+
+async def serve(app: tornado.web.Application, port: int) -> None:
+    """Listen on 127.0.0.1:port until SIGTERM or SIGINT."""
+    server = tornado.httpserver.HTTPServer(app)
+    server.listen(port, "127.0.0.1")
+    await until_signal()
     server.stop()
 
 
