@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import metrics
 from store.coalesce import Coalescer
 from store.errors import StoreUnavailable
+from store.keys import SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
@@ -47,11 +48,6 @@ class Script:
 
 JOIN_SCRIPT = Script.load("join_lesson.lua")
 LEAVE_SCRIPT = Script.load("leave_lesson.lua")
-
-SEAT_KEY = "lesson_seat_{lesson_id}"
-TEACHER_KEY = "lesson_teacher_{lesson_id}"
-STUDENTS_KEY = "lesson_student_{lesson_id}"
-# The teacher's `{user_id}` key and the participant's `{client_id}` key are the bare ids.
 
 MODE_TEACHER = "teacher"
 MODE_PARTICIPANT = "participant"

@@ -1,0 +1,30 @@
+"""Names of every Redis key rollcall writes, and the prefixes an id may therefore not start with.
+
+The reader-facing names (docs/redis-keys.md) are a contract with the platform's other services.
+rollcall's own bookkeeping (process liveness, what each process holds, rosters) lives under one
+prefix of its own, so that it can never collide with them. The teacher's `{user_id}` key and the
+participant's `{client_id}` key are the bare ids: an id that starts with any prefix below would
+write into another key's hash, so it is refused (join_lesson.md, "Ids never name another key").
+"""
+
+from __future__ import annotations
+
+SEAT_KEY = "lesson_seat_{lesson_id}"
+TEACHER_KEY = "lesson_teacher_{lesson_id}"
+STUDENTS_KEY = "lesson_student_{lesson_id}"
+
+#: Every bookkeeping key of rollcall's own starts with this (after `--key-prefix`).
+BOOKKEEPING_PREFIX = "rollcall:"
+
+#: The one list of prefixes that no `{user_id}` or `{client_id}` may start with.
+RESERVED_PREFIXES = (
+    SEAT_KEY.removesuffix("{lesson_id}"),
+    TEACHER_KEY.removesuffix("{lesson_id}"),
+    STUDENTS_KEY.removesuffix("{lesson_id}"),
+    BOOKKEEPING_PREFIX,
+)
+
+
+def is_reserved(key_id: str) -> bool:
+    """Whether `key_id`, used as a bare key name, would land in a key family rollcall writes."""
+    return key_id.startswith(RESERVED_PREFIXES)
