@@ -39,6 +39,10 @@ SOCKETIO_PATH = r"/socket.io/"
 # all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
 SHUTDOWN_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 4.0
+# /healthz: the whole ("status") and each backend
+HEALTH_OK = "ok"
+HEALTH_UNAVAILABLE = "unavailable"
+HEALTH_DOWN = "down"
 
 
 @dataclass
@@ -55,20 +59,21 @@ class Services:
         presence = PresenceStore.open(config.redis_url, config.store_timeout, config.key_prefix)
         return cls(lessons=lessons, presence=presence, tracker=Tracker.from_config(config))
 
-    async def check(self) -> dict[str, str]:
-        """Each backend's state, "ok" or why not, probed concurrently."""
+    async def check(self) -> dict[str, str | None]:
+        """Each backend's state, probed concurrently: None when it answers, else why not (which
+        names hosts and ports, so it is for the log only)."""
         names = ("redis", "postgres")
         results = await asyncio.gather(
             self.presence.ping(), self.lessons.ping(), return_exceptions=True
         )
-        state = {}
+        state: dict[str, str | None] = {}
         for name, result in zip(names, results, strict=True):
             if isinstance(result, StoreUnavailable):
                 state[name] = result.reason
             elif isinstance(result, BaseException):
                 raise result
             else:
-                state[name] = "ok"
+                state[name] = None
         return state
 
     async def close(self) -> None:
@@ -76,18 +81,28 @@ class Services:
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    """GET /healthz: 200 when Redis and PostgreSQL both answer, 503 naming the one that does not."""
+    """GET /healthz: 200 when Redis and PostgreSQL both answer, 503 naming the one that does not.
+
+    Anyone may ask, so the body says only which backend is down; why (hosts, ports, PostgreSQL's
+    authentication message) goes to the log.
+    """
 
     def initialize(self, services: Services) -> None:
         self.services = services
 
     async def get(self) -> None:
         state = await self.services.check()
-        healthy = all(value == "ok" for value in state.values())
+        for name, reason in state.items():
+            if reason is not None:
+                log.warning("/healthz: %s is not answering: %s", name, reason)
+        healthy = all(reason is None for reason in state.values())
+        body = {
+            name: HEALTH_OK if reason is None else HEALTH_DOWN for name, reason in state.items()
+        }
         self.set_status(200 if healthy else 503)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"status": "ok" if healthy else "unavailable", **state}))
+        self.finish(json.dumps({"status": HEALTH_OK if healthy else HEALTH_UNAVAILABLE, **body}))
 
 
 class Rollcall(NamedTuple):
@@ -155,10 +170,10 @@ async def serve(config: Config) -> None:
     disconnect every socket (clearing its presence), flush Mixpanel, close the pools, return."""
     services = await Services.open(config)
     state = await services.check()
-    for name, value in state.items():
-        if value != "ok":
+    for name, reason in state.items():
+        if reason is not None:
             log.warning(
-                "%s is not answering at start (%s); serving anyway, /healthz says 503", name, value
+                "%s is not answering at start (%s); serving anyway, /healthz says 503", name, reason
             )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
