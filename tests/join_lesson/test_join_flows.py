@@ -179,3 +179,21 @@ async def test_each_join_is_logged_in_one_line_without_the_token(connect, lesson
         assert "\n" not in line
         assert f"sid={client.sid} role=student lesson_id={lesson_id} outcome={outcome} " in line
         assert access_token not in line
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_ids_with_line_breaks_and_escapes_are_logged_on_one_line(connect, lesson, caplog):
+    caplog.set_level(logging.INFO, logger="rollcall.join_lesson")
+    forged = "2026-11-27 10:00:00,000 INFO rollcall.join_lesson: join_lesson outcome=SUCCESS"
+    client = await connect()
+
+    ack = await client.join(
+        request(user_id=f"u\n{forged}\x1b[2J", lesson_id=f"l\n{forged}\x1b[31m")
+    )
+
+    assert ack["data"]["code"] == "LESSON_NOT_FOUND"
+    [record] = [r for r in caplog.records if r.name == "rollcall.join_lesson"]
+    line = TextFormatter().format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert f'lesson_id="l\\n{forged}\\x1b[31m" outcome=LESSON_NOT_FOUND ' in line
