@@ -92,7 +92,9 @@ class JoinLesson:
         request: JoinRequest | None = None
         detail = ""
         try:
-            self._limiter.take(sid)  # first: a flood costs no validation, no I/O
+            # First: a flood costs no validation, no I/O. The bucket is the Engine.IO session's,
+            # so leaving and re-joining the namespace (a new sid) does not refill it.
+            self._limiter.take(self._sio.engine_sid(sid) or sid)
             request = parse_join_request(args, self._participant_roles)
             await self._join(sid, request)
         except ClientGone:
