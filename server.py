@@ -21,7 +21,7 @@ import tornado.web
 import handlers
 import metrics
 import web
-from config import Config, configure_logging, parse_config
+from config import TEACHER_AUTH_NONE, Config, configure_logging, parse_config
 from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
 from protocol.redis_manager import RedisManager, RelayedServer
@@ -158,6 +158,20 @@ async def disconnect_all(rollcall: Rollcall) -> None:
     await rollcall.sio.shutdown()
 
 
+def log_teacher_auth(config: Config) -> None:
+    """Warn at start-up when teachers' joins are not authenticated, or cannot succeed."""
+    if config.teacher_auth == TEACHER_AUTH_NONE:
+        log.warning(
+            "--teacher-auth none: any caller may join as the teacher of any lesson, without a "
+            "token (the design document's flow; join_lesson.md revision 2 is off)"
+        )
+    elif config.access_token_secret is None:
+        log.warning(
+            "--teacher-auth token without --access-token-secret: every teacher's join answers "
+            "INVALID_TOKEN"
+        )
+
+
 def make_http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
     """The HTTP server in front of `app`: a body over --max-payload is refused (400) before it is
     read, and the client address comes from the proxy's X-Real-IP / X-Forwarded-For (the
@@ -175,6 +189,7 @@ async def serve(config: Config) -> None:
             log.warning(
                 "%s is not answering at start (%s); serving anyway, /healthz says 503", name, reason
             )
+    log_teacher_auth(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

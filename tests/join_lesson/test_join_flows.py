@@ -11,7 +11,15 @@ from logs import TextFormatter
 from store.presence import PRESENCE_TTL
 
 from .conftest import MIXPANEL_TOKEN
-from .helpers import LESSON, SEATS, keyspace_watch, participant_token, request, snapshot
+from .helpers import (
+    LESSON,
+    SEATS,
+    keyspace_watch,
+    participant_token,
+    request,
+    snapshot,
+    teacher_request,
+)
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 SEAT_KEY = f"lesson_seat_{LESSON}"
@@ -27,10 +35,12 @@ def assert_fresh_ttl(ttl: int) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_teacher_join_writes_exactly_the_teacher_keys(connect, lesson, redis_db, sio):
+async def test_teacher_join_writes_exactly_the_teacher_keys(
+    connect, lesson, redis_db, sio, secret
+):
     client = await connect()
 
-    ack = await client.join(request(user_id="t1", role="teacher"))
+    ack = await client.join(teacher_request("t1", secret))
 
     assert ack == SUCCESS
     state = snapshot(redis_db)
@@ -45,10 +55,10 @@ async def test_teacher_join_writes_exactly_the_teacher_keys(connect, lesson, red
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_teacher_with_a_seat_gets_it_in_the_session(connect, lesson, sio):
+async def test_teacher_with_a_seat_gets_it_in_the_session(connect, lesson, sio, secret):
     client = await connect()
 
-    assert await client.join(request(user_id="u1", role="teacher")) == SUCCESS
+    assert await client.join(teacher_request("u1", secret)) == SUCCESS
 
     assert await sio.get_session(client.sid) == {"seat": 7}
 
@@ -129,7 +139,7 @@ async def test_absent_access_token_is_the_same_as_null(connect, lesson, redis_db
 @pytest.mark.gen_test(timeout=30)
 async def test_seats_assigned_by_others_survive_later_joins(connect, lesson, redis_db, secret):
     first = await connect()
-    assert await first.join(request(user_id="t1", role="teacher")) == SUCCESS
+    assert await first.join(teacher_request("t1", secret)) == SUCCESS
     redis_db.hset(SEAT_KEY, "3", "someone")
     redis_db.hdel(SEAT_KEY, "30")
     second = await connect()
