@@ -31,7 +31,7 @@ def register(sio: Server, services: Services, config: Config) -> Connections:
         config.participant_roles,
         connections,
         JoinRateLimiter(config.join_rate, config.join_burst),
-        teacher_auth=config.teacher_auth == TEACHER_AUTH_TOKEN,
+        require_teacher_token=config.teacher_auth == TEACHER_AUTH_TOKEN,
     )
     sio.on(JOIN_LESSON)(join_lesson.handle)
     return connections

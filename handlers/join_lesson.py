@@ -77,7 +77,7 @@ class JoinLesson:
         participant_roles: Collection[str],
         connections: Connections,
         limiter: JoinRateLimiter,
-        teacher_auth: bool = True,
+        require_teacher_token: bool = True,
     ) -> None:
         self._sio = sio
         self._lessons = lessons
@@ -87,7 +87,7 @@ class JoinLesson:
         self._participant_roles = frozenset(participant_roles)
         self._connections = connections
         self._limiter = limiter
-        self._teacher_auth = teacher_auth
+        self._require_teacher_token = require_teacher_token
 
     async def handle(self, sid: str, *args: Any) -> dict[str, Any]:
         """The event handler: returns the ack, and logs one line per join."""
@@ -131,7 +131,7 @@ class JoinLesson:
     async def _join(self, sid: str, request: JoinRequest) -> None:
         client_id = None
         if request.is_teacher:
-            if self._teacher_auth:
+            if self._require_teacher_token:
                 self._tokens.check_teacher(request.access_token, request.user_id)
         elif request.access_token is not None:
             client_id = self._tokens.client_id(request.access_token)
