@@ -19,6 +19,11 @@ import logs
 from logs import LOG_FORMATS
 
 ROLE_TEACHER = "teacher"
+#: --teacher-auth: `token` (a teacher's join carries its own teacher token) or `none` (the design
+#: document's tokenless teacher flow)
+TEACHER_AUTH_TOKEN = "token"
+TEACHER_AUTH_NONE = "none"
+TEACHER_AUTH_MODES = (TEACHER_AUTH_TOKEN, TEACHER_AUTH_NONE)
 DEFAULT_PARTICIPANT_ROLES = ("student",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -37,6 +42,7 @@ class Config:
     database_url: str = "postgresql://rollcall@127.0.0.1:5432/rollcall"
     access_token_secret: str | None = None
     participant_roles: tuple[str, ...] = DEFAULT_PARTICIPANT_ROLES
+    teacher_auth: str = TEACHER_AUTH_TOKEN
     mixpanel_token: str | None = None
     mixpanel_events_url: str | None = None
     cors_allowed_origins: str | list[str] | None = None
@@ -118,6 +124,14 @@ def _roles(text: str) -> tuple[str, ...]:
     return roles
 
 
+def _teacher_auth(text: str) -> str:
+    if text not in TEACHER_AUTH_MODES:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(TEACHER_AUTH_MODES)}, got {text!r}"
+        )
+    return text
+
+
 def _origins(text: str) -> str | list[str] | None:
     text = text.strip()
     if not text:
@@ -192,6 +206,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "HS256 secret of participant access tokens; without it every token is INVALID_TOKEN",
     ),
     ("--participant-roles", "PARTICIPANT_ROLES", _roles, "comma-separated participant roles"),
+    (
+        "--teacher-auth",
+        "ROLLCALL_TEACHER_AUTH",
+        _teacher_auth,
+        "token: a teacher's join needs an access token with role 'teacher' whose client id is "
+        "its user_id; none: any caller may join as teacher (the design document's flow)",
+    ),
     (
         "--mixpanel-token",
         "MIXPANEL_TOKEN",

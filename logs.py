@@ -4,6 +4,10 @@ Handlers log one line per connection, join and disconnect and pass what describe
 (see EVENT_FIELDS); both formats print those fields. Neither ever prints a token or secret: a
 field whose name says it holds one is masked, and so is such a parameter inside a logged URL
 (Tornado's access log prints each request's query string).
+
+Values come from clients (ids, namespaces, reasons), so the text format escapes every character
+that could end a line or hide text in a terminal: a value can never forge a log line. The JSON
+format's encoder escapes control characters already.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ _SECRET_PARAM = re.compile(
     r"(?P<name>[\w-]*(?:token|secret|password|passwd)[\w-]*)=(?P<value>[^&\s\"']+)",
     re.IGNORECASE,
 )
+# C0 and C1 controls (newline, carriage return, escape...), DEL, Unicode's line and paragraph
+# separators, and the bidirectional controls that reorder what a terminal shows.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_NEEDS_QUOTES = re.compile(rf"[\s\"=\\]|{_UNSAFE.pattern}")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_ATTRIBUTES = frozenset(
     logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
@@ -52,28 +61,51 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+def escape(text: str) -> str:
+    """`text` with each character that could end a log line or hide text written as an escape
+    (`\\n`, `\\x1b`, `\\u2028`)."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger: message key=value ...`, for a terminal or journalctl."""
+    """`time LEVEL logger: message key=value ...`, for a terminal or journalctl; a traceback
+    follows on the next lines. Everything else is one line, whatever the values hold."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        head, newline, trace = line.partition("\n")
+        record.message = escape(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        lines = [self.formatMessage(record)]
         fields = " ".join(
             f"{key}={_text_value(value)}" for key, value in extra_fields(record).items()
         )
         if fields:
-            head = f"{head} {fields}"
-        return redact(head + newline + trace)
+            lines[0] = f"{lines[0]} {fields}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            lines.extend(record.exc_text.split("\n"))
+        if record.stack_info:
+            lines.extend(self.formatStack(record.stack_info).split("\n"))
+        return redact("\n".join([lines[0], *map(escape, lines[1:])]))
 
 
 def _text_value(value: object) -> str:
+    """The value as it follows `key=`: bare when it is one plain word, else quoted and escaped."""
     text = "-" if value is None else str(value)
-    if not text or any(ch.isspace() or ch in "\"=" for ch in text):
-        return json.dumps(text, ensure_ascii=False)
-    return text
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    return '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 class JsonFormatter(logging.Formatter):

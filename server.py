@@ -21,7 +21,7 @@ import tornado.web
 import handlers
 import metrics
 import web
-from config import Config, configure_logging, parse_config
+from config import TEACHER_AUTH_NONE, Config, configure_logging, parse_config
 from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
 from protocol.redis_manager import RedisManager, RelayedServer
@@ -39,6 +39,10 @@ SOCKETIO_PATH = r"/socket.io/"
 # all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
 SHUTDOWN_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 4.0
+# /healthz: the whole ("status") and each backend
+HEALTH_OK = "ok"
+HEALTH_UNAVAILABLE = "unavailable"
+HEALTH_DOWN = "down"
 
 
 @dataclass
@@ -55,20 +59,21 @@ class Services:
         presence = PresenceStore.open(config.redis_url, config.store_timeout, config.key_prefix)
         return cls(lessons=lessons, presence=presence, tracker=Tracker.from_config(config))
 
-    async def check(self) -> dict[str, str]:
-        """Each backend's state, "ok" or why not, probed concurrently."""
+    async def check(self) -> dict[str, str | None]:
+        """Each backend's state, probed concurrently: None when it answers, else why not (which
+        names hosts and ports, so it is for the log only)."""
         names = ("redis", "postgres")
         results = await asyncio.gather(
             self.presence.ping(), self.lessons.ping(), return_exceptions=True
         )
-        state = {}
+        state: dict[str, str | None] = {}
         for name, result in zip(names, results, strict=True):
             if isinstance(result, StoreUnavailable):
                 state[name] = result.reason
             elif isinstance(result, BaseException):
                 raise result
             else:
-                state[name] = "ok"
+                state[name] = None
         return state
 
     async def close(self) -> None:
@@ -76,18 +81,28 @@ class Services:
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    """GET /healthz: 200 when Redis and PostgreSQL both answer, 503 naming the one that does not."""
+    """GET /healthz: 200 when Redis and PostgreSQL both answer, 503 naming the one that does not.
+
+    Anyone may ask, so the body says only which backend is down; why (hosts, ports, PostgreSQL's
+    authentication message) goes to the log.
+    """
 
     def initialize(self, services: Services) -> None:
         self.services = services
 
     async def get(self) -> None:
         state = await self.services.check()
-        healthy = all(value == "ok" for value in state.values())
+        for name, reason in state.items():
+            if reason is not None:
+                log.warning("/healthz: %s is not answering: %s", name, reason)
+        healthy = all(reason is None for reason in state.values())
+        body = {
+            name: HEALTH_OK if reason is None else HEALTH_DOWN for name, reason in state.items()
+        }
         self.set_status(200 if healthy else 503)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"status": "ok" if healthy else "unavailable", **state}))
+        self.finish(json.dumps({"status": HEALTH_OK if healthy else HEALTH_UNAVAILABLE, **body}))
 
 
 class Rollcall(NamedTuple):
@@ -143,6 +158,20 @@ async def disconnect_all(rollcall: Rollcall) -> None:
     await rollcall.sio.shutdown()
 
 
+def log_teacher_auth(config: Config) -> None:
+    """Warn at start-up when teachers' joins are not authenticated, or cannot succeed."""
+    if config.teacher_auth == TEACHER_AUTH_NONE:
+        log.warning(
+            "--teacher-auth none: any caller may join as the teacher of any lesson, without a "
+            "token (the design document's flow; join_lesson.md revision 2 is off)"
+        )
+    elif config.access_token_secret is None:
+        log.warning(
+            "--teacher-auth token without --access-token-secret: every teacher's join answers "
+            "INVALID_TOKEN"
+        )
+
+
 def make_http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
     """The HTTP server in front of `app`: a body over --max-payload is refused (400) before it is
     read, and the client address comes from the proxy's X-Real-IP / X-Forwarded-For (the
@@ -155,11 +184,12 @@ async def serve(config: Config) -> None:
     disconnect every socket (clearing its presence), flush Mixpanel, close the pools, return."""
     services = await Services.open(config)
     state = await services.check()
-    for name, value in state.items():
-        if value != "ok":
+    for name, reason in state.items():
+        if reason is not None:
             log.warning(
-                "%s is not answering at start (%s); serving anyway, /healthz says 503", name, value
+                "%s is not answering at start (%s); serving anyway, /healthz says 503", name, reason
             )
+    log_teacher_auth(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

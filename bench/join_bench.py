@@ -3,10 +3,12 @@
 What is measured: acks/s, request -> ack latency (p50, p99) and errors of join_lesson under the
 closed-loop load of bench/loadgen.py --mode join_lesson (--connections WebSockets, one join in
 flight each; callers drawn uniformly from --lessons lessons x --students students, a teacher with
-probability --teacher-share, else a participant with an HS256 access token). With --spread sticky
-(default) each connection is one caller re-joining one lesson; with --spread hop every join picks
-caller and lesson anew, so connections keep switching lessons (our server then also clears what
-the socket held in its previous lesson; the baseline, following the design document, does not).
+probability --teacher-share, else a participant, each with an HS256 access token (a teacher its own
+teacher token, which our server verifies and the baseline, like the design document, ignores).
+With --spread sticky (default) each connection is one caller re-joining one lesson; with --spread
+hop every join picks caller and lesson anew, so connections keep switching lessons (our server
+then also clears what the socket held in its previous lesson; the baseline, following the design
+document, does not).
 
 How, in one run:
   1. a throwaway Redis (port --redis-port) and PostgreSQL (--pg-port) under .run/bench, started by

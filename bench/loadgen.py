@@ -15,7 +15,8 @@ A connection whose transport fails (closed, timed out, protocol error) is counte
 Payloads (--mode):
     echo         event "echo" with a small constant object; the ack must carry it back unchanged.
     join_lesson  event "join_lesson" with {"user_id","lesson_id","access_token","role"}: a mix of
-                 teacher joins and participant joins (HS256 tokens signed with --secret) over
+                 teacher joins (with the teacher's own token: role "teacher", client id =
+                 user_id) and participant joins (HS256 tokens signed with --secret) over
                  --lessons lessons of --students students each; the ack must be
                  {"status":"SUCCESS","data":{}}, anything else is an error ack (counted by code).
                  --spread sticky (default): each connection is one caller (a teacher with
@@ -107,8 +108,12 @@ def join_payloads(lessons: int, students: int, secret: str) -> tuple[list[str], 
     participants = []
     for i in range(lessons):
         lesson = lesson_name(i)
+        teacher = teacher_name(i)
+        # the teacher's own token (role "teacher", client id = user_id), which rollcall requires
+        teacher_token = jwt.encode({"client_id": teacher, "role": "teacher", "exp": exp}, secret,
+                                   algorithm="HS256")
         teachers.append(json.dumps(
-            {"user_id": teacher_name(i), "lesson_id": lesson, "access_token": None,
+            {"user_id": teacher, "lesson_id": lesson, "access_token": teacher_token,
              "role": "teacher"}, separators=(",", ":")))
         row = []
         for n in range(students):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from config import TEACHER_AUTH_TOKEN
 from handlers.join_lesson import EVENT as JOIN_LESSON
 from handlers.join_lesson import JoinLesson
 from handlers.limits import JoinRateLimiter
@@ -30,6 +31,7 @@ def register(sio: Server, services: Services, config: Config) -> Connections:
         config.participant_roles,
         connections,
         JoinRateLimiter(config.join_rate, config.join_burst),
+        require_teacher_token=config.teacher_auth == TEACHER_AUTH_TOKEN,
     )
     sio.on(JOIN_LESSON)(join_lesson.handle)
     return connections

@@ -1,9 +1,10 @@
 """The join_lesson event (join_lesson.md): a teacher or a participant joins a live lesson.
 
-Order of effects, so that a failed join writes nothing: the request and its token are checked
-before any I/O; then one PostgreSQL lookup (the lesson and the caller's seat); then one Redis
-script run (the seat map and the presence keys, atomically); only then the Socket.IO room and
-session, which cannot fail, and the Mixpanel event, which is queued and never awaited.
+Order of effects, so that a failed join writes nothing: the request and its token (for a teacher,
+its own teacher token, unless `--teacher-auth none`) are checked before any I/O; then one
+PostgreSQL lookup (the lesson and the caller's seat); then one Redis script run (the seat map and
+the presence keys, atomically); only then the Socket.IO room and session, which cannot fail, and
+the Mixpanel event, which is queued and never awaited.
 
 The Redis step and what follows run under the sid's `Connection` lock (handlers/presence.py): the
 script also clears what the sid held in a lesson it joined before, and a disconnect racing the
@@ -76,6 +77,7 @@ class JoinLesson:
         participant_roles: Collection[str],
         connections: Connections,
         limiter: JoinRateLimiter,
+        require_teacher_token: bool = True,
     ) -> None:
         self._sio = sio
         self._lessons = lessons
@@ -85,6 +87,7 @@ class JoinLesson:
         self._participant_roles = frozenset(participant_roles)
         self._connections = connections
         self._limiter = limiter
+        self._require_teacher_token = require_teacher_token
 
     async def handle(self, sid: str, *args: Any) -> dict[str, Any]:
         """The event handler: returns the ack, and logs one line per join."""
@@ -92,7 +95,9 @@ class JoinLesson:
         request: JoinRequest | None = None
         detail = ""
         try:
-            self._limiter.take(sid)  # first: a flood costs no validation, no I/O
+            # First: a flood costs no validation, no I/O. The bucket is the Engine.IO session's,
+            # so leaving and re-joining the namespace (a new sid) does not refill it.
+            self._limiter.take(self._sio.engine_sid(sid) or sid)
             request = parse_join_request(args, self._participant_roles)
             await self._join(sid, request)
         except ClientGone:
@@ -125,7 +130,10 @@ class JoinLesson:
 
     async def _join(self, sid: str, request: JoinRequest) -> None:
         client_id = None
-        if not request.is_teacher and request.access_token is not None:
+        if request.is_teacher:
+            if self._require_teacher_token:
+                self._tokens.check_teacher(request.access_token, request.user_id)
+        elif request.access_token is not None:
             client_id = self._tokens.client_id(request.access_token)
         record = self._connections.get(sid)
         try:

@@ -1,26 +1,33 @@
-"""Verification of participants' access tokens: HS256 JWTs signed by the platform's auth service.
+"""Verification of access tokens: HS256 JWTs signed by the platform's auth service.
 
 No I/O: the shared secret is all that is needed. A token is never decoded without verifying it,
-so with no secret configured every token is refused.
+so with no secret configured every token is refused. A participant's token names the client whose
+`{client_id}` key the join writes; a teacher's token (join_lesson.md, "Who may join as the teacher
+(revision 2)") proves that the caller is the teacher whose `{user_id}` key the join writes. Either
+id is a bare key name, so one that would name another key is refused (store/keys.py).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
+from config import ROLE_TEACHER
 from handlers.errors import InvalidToken
 from handlers.validation import is_valid_text
+from store.keys import is_reserved
 
 log = logging.getLogger("rollcall.tokens")
 
 ALGORITHM = "HS256"
 # The client id is the `client_id` claim, else `sub` (join_lesson.md, "Access tokens").
 CLIENT_ID_CLAIMS = ("client_id", "sub")
+ROLE_CLAIM = "role"
 MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2, for HS256
 
 
@@ -39,8 +46,17 @@ class _PreparedHMAC(HMACAlgorithm):
         return prepared[1]
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a verified token says about its holder."""
+
+    client_id: str
+    #: the `role` claim, None when absent or not a string
+    role: str | None
+
+
 class TokenVerifier:
-    """Turns an access token into the client id it carries, or raises InvalidToken."""
+    """Turns an access token into the identity it carries, or raises InvalidToken."""
 
     def __init__(self, secret: str | None) -> None:
         self._secret = secret
@@ -54,8 +70,23 @@ class TokenVerifier:
             warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
 
     def client_id(self, token: str) -> str:
-        """The verified token's client id; InvalidToken if it does not verify, has expired, or
-        names no client."""
+        """The verified token's client id; InvalidToken as `verify` says."""
+        return self.verify(token).client_id
+
+    def check_teacher(self, token: str | None, user_id: str) -> None:
+        """Raise InvalidToken unless `token` is the teacher token of `user_id`: it verifies, its
+        `role` claim is "teacher" and its client id is `user_id`."""
+        if token is None:
+            raise InvalidToken("a teacher's join needs the teacher's access token")
+        identity = self.verify(token)
+        if identity.role != ROLE_TEACHER:
+            raise InvalidToken("the access token is not a teacher's")
+        if identity.client_id != user_id:
+            raise InvalidToken("the access token is not this teacher's")
+
+    def verify(self, token: str) -> Identity:
+        """The verified token's identity; InvalidToken if it does not verify, has expired, names
+        no client, or names one whose key would be another key (store/keys.py)."""
         if self._secret is None:
             raise InvalidToken("access tokens cannot be verified by this server")
         if not is_valid_text(token):
@@ -69,5 +100,8 @@ class TokenVerifier:
         for claim in CLIENT_ID_CLAIMS:
             value = claims.get(claim)
             if isinstance(value, str) and is_valid_text(value):
-                return value
+                if is_reserved(value):
+                    raise InvalidToken("the access token's client id is reserved")
+                role = claims.get(ROLE_CLAIM)
+                return Identity(value, role if isinstance(role, str) else None)
         raise InvalidToken("the access token carries no client id")

@@ -1,4 +1,8 @@
-"""The shape of a join_lesson request (join_lesson.md, "Request"), checked before any I/O."""
+"""The shape of a join_lesson request (join_lesson.md, "Request"), checked before any I/O.
+
+A teacher's `user_id` is also the name of a key the join writes (`{user_id}`), so one that would
+name another key rollcall writes is refused too (join_lesson.md, "Ids never name another key").
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from config import ROLE_TEACHER
 from handlers.errors import InvalidRequest
+from store.keys import RESERVED_PREFIXES, is_reserved
 
 MAX_ID_LENGTH = 128
 ID_FIELDS = ("user_id", "lesson_id")
@@ -61,4 +66,8 @@ def parse_join_request(args: tuple[Any, ...], participant_roles: Collection[str]
     role = data.get("role")
     if not isinstance(role, str) or (role != ROLE_TEACHER and role not in participant_roles):
         raise InvalidRequest("role must be teacher or a participant role")
+    if role == ROLE_TEACHER and is_reserved(ids["user_id"]):
+        raise InvalidRequest(
+            f"a teacher's user_id may not start with any of {', '.join(RESERVED_PREFIXES)}"
+        )
     return JoinRequest(access_token=token, role=role, **ids)

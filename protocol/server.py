@@ -319,6 +319,14 @@ class Server:
         sock = self._sockets.get(sid)
         return sock is not None and sock.namespace == namespace
 
+    def engine_sid(self, sid: str, namespace: str = ROOT_NAMESPACE) -> str | None:
+        """The Engine.IO session id of a socket of this process in ``namespace`` (None if there
+        is none): what a client keeps across leaving and re-joining a namespace."""
+        sock = self._sockets.get(sid)
+        if sock is None or sock.namespace != namespace:
+            return None
+        return sock.eio_sid
+
     async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
         """The session dict of a connected sid (sids are unique across namespaces)."""
         return self._sockets[sid].session

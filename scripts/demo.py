@@ -3,8 +3,9 @@ with python-socketio's client, printing each ack and the Redis keys the join wro
 
     .venv/bin/python scripts/demo.py [--url http://127.0.0.1:8000] [--redis-url redis://...]
 
-The participant's token is signed like scripts/demo_token.py's, with ACCESS_TOKEN_SECRET (the
-Makefile gives `make run` and `make demo` the same demo secret).
+Both carry a token signed like scripts/demo_token.py's, with ACCESS_TOKEN_SECRET (the Makefile
+gives `make run` and `make demo` the same demo secret): the teacher its own teacher token, the
+participant a participant token.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import redis
 import socketio
-from demo_token import make_token
+from demo_token import make_teacher_token, make_token
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
@@ -47,10 +48,11 @@ async def join(url: str, payload: dict[str, Any]) -> tuple[socketio.AsyncClient,
 
 async def main(url: str, redis_url: str) -> int:
     db = redis.Redis.from_url(redis_url, decode_responses=True)
-    token = make_token(STUDENT, os.environ["ACCESS_TOKEN_SECRET"])
+    secret = os.environ["ACCESS_TOKEN_SECRET"]
+    token = make_token(STUDENT, secret)
     flows = [
-        ("teacher", {"user_id": TEACHER, "lesson_id": LESSON, "access_token": None,
-                     "role": "teacher"},
+        ("teacher", {"user_id": TEACHER, "lesson_id": LESSON,
+                     "access_token": make_teacher_token(TEACHER, secret), "role": "teacher"},
          [f"lesson_seat_{LESSON}", f"lesson_teacher_{LESSON}", TEACHER]),
         ("participant", {"user_id": STUDENT, "lesson_id": LESSON, "access_token": token,
                          "role": "student"},

@@ -32,15 +32,21 @@ PGOPTIONS=--client-min-messages=warning psql -q -v ON_ERROR_STOP=1 "$DATABASE_UR
 host=${ROLLCALL_HOST:-127.0.0.1}
 port=${ROLLCALL_PORT:-8000}
 token=$($PY scripts/demo_token.py demo-student)
+teacher_token=$($PY scripts/demo_token.py --teacher demo-teacher)
 cat <<INFO
 
 rollcall on http://$host:$port  (Socket.IO path /socket.io/, health http://$host:$port/healthz)
 Demo lesson: demo-lesson (30 seats); demo student demo-student has seat 7.
-Participant access token for demo-student (HS256, secret from ACCESS_TOKEN_SECRET):
-  $token
+Tokens (HS256, secret from ACCESS_TOKEN_SECRET):
+  participant demo-student:  $token
+  teacher demo-teacher:      $teacher_token
 Join it, e.g. from python-socketio:
   sio.emit("join_lesson", {"user_id": "demo-student", "lesson_id": "demo-lesson",
-           "access_token": "<token above>", "role": "student"}, callback=print)
+           "access_token": "<participant token>", "role": "student"}, callback=print)
+  sio.emit("join_lesson", {"user_id": "demo-teacher", "lesson_id": "demo-lesson",
+           "access_token": "<teacher token>", "role": "teacher"}, callback=print)
+A teacher's join needs the teacher's own token (role "teacher", client id = user_id) unless the
+server runs with --teacher-auth none. \`make demo\` performs both joins.
 Ctrl-C stops the server and the local Redis and PostgreSQL.
 
 INFO

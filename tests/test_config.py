@@ -17,6 +17,7 @@ EVERY_FLAG = (
     "--database-url",
     "--access-token-secret",
     "--participant-roles",
+    "--teacher-auth",
     "--mixpanel-token",
     "--mixpanel-events-url",
     "--cors-allowed-origins",
@@ -49,6 +50,15 @@ def test_environment_is_the_fallback_and_flags_win() -> None:
     assert config.ping_interval == 0.3
 
 
+def test_teacher_auth_is_token_unless_turned_off_by_flag_or_environment() -> None:
+    assert parse_config([], environ={}).teacher_auth == "token"
+    assert parse_config(["--teacher-auth", "none"], environ={}).teacher_auth == "none"
+    assert parse_config([], environ={"ROLLCALL_TEACHER_AUTH": "none"}).teacher_auth == "none"
+    assert parse_config(
+        ["--teacher-auth", "token"], environ={"ROLLCALL_TEACHER_AUTH": "none"}
+    ).teacher_auth == "token"
+
+
 def test_empty_optional_values_mean_off() -> None:
     config = parse_config(["--mixpanel-token", "", "--access-token-secret", ""], environ={})
     assert config.mixpanel_token is None
@@ -68,6 +78,8 @@ def test_empty_optional_values_mean_off() -> None:
         (["--participant-roles", "student,teacher"], {}, "--participant-roles"),
         (["--participant-roles", " , "], {}, "--participant-roles"),
         (["--participant-roles", "stu dent"], {}, "--participant-roles"),
+        (["--teacher-auth", "off"], {}, "--teacher-auth"),
+        ([], {"ROLLCALL_TEACHER_AUTH": "TOKEN"}, "--teacher-auth"),
         (["--mixpanel-events-url", "ftp://x"], {}, "--mixpanel-events-url"),
         (["--cors-allowed-origins", "example.com"], {}, "--cors-allowed-origins"),
         (["--ping-interval", "0"], {}, "--ping-interval"),
@@ -104,7 +116,8 @@ def test_help_lists_every_flag_with_its_environment_variable() -> None:
     )
     for flag in EVERY_FLAG:
         assert flag in result.stdout
-    for env in ("REDIS_URL", "DATABASE_URL", "ACCESS_TOKEN_SECRET", "MIXPANEL_TOKEN"):
+    for env in ("REDIS_URL", "DATABASE_URL", "ACCESS_TOKEN_SECRET", "MIXPANEL_TOKEN",
+                "ROLLCALL_TEACHER_AUTH"):
         assert env in result.stdout
 
 

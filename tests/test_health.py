@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,9 +17,14 @@ from collections.abc import Iterator
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
+from config import Config
 from tests.conftest import ROOT, free_port
 
 UNREACHABLE_POSTGRES = "postgresql://rollcall@127.0.0.1:1/rollcall"
+# A PostgreSQL that answers, refusing this user: its message names the user, host and port.
+UNKNOWN_USER = "healthz-intruder"
+REDIS_DOWN = {"status": "unavailable", "redis": "down", "postgres": "ok"}
+POSTGRES_DOWN = {"status": "unavailable", "redis": "ok", "postgres": "down"}
 
 
 async def fetch_health(client: AsyncHTTPClient, base_url: str) -> tuple[int, dict]:
@@ -35,19 +42,47 @@ async def test_healthy_when_both_answer(http_client, base_url: str) -> None:
 
 @pytest.mark.gen_test(timeout=20)
 async def test_503_names_redis_while_it_is_stopped_and_recovers(
-    http_client, base_url, redis_outage
+    http_client, base_url, redis_outage, caplog
 ) -> None:
     redis_outage.begin()
-    code, body = await fetch_health(http_client, base_url)
-    assert code == 503
-    assert body["status"] == "unavailable"
-    assert body["postgres"] == "ok"
-    assert body["redis"] != "ok"
+    with caplog.at_level(logging.WARNING, logger="rollcall.server"):
+        code, body = await fetch_health(http_client, base_url)
+    assert (code, body) == (503, REDIS_DOWN)
+    # why is for the log only
+    reasons = [r.getMessage() for r in caplog.records if r.name == "rollcall.server"]
+    assert len(reasons) == 1
+    assert "redis" in reasons[0]
+    assert str(redis_outage.port) in reasons[0]
     redis_outage.end()
     assert await fetch_health(http_client, base_url) == (
         200,
         {"status": "ok", "redis": "ok", "postgres": "ok"},
     )
+
+
+class TestPostgresRefusingTheUser:
+    @pytest.fixture
+    def config(self, config: Config) -> Config:
+        port = os.environ["PG_PORT"]
+        url = f"postgresql://{UNKNOWN_USER}:not-the-password@127.0.0.1:{port}/rollcall"
+        return dataclasses.replace(config, database_url=url)
+
+    @pytest.mark.gen_test(timeout=20)
+    async def test_the_body_says_postgres_is_down_and_the_log_says_why(
+        self, http_client, base_url, caplog
+    ) -> None:
+        with caplog.at_level(logging.WARNING, logger="rollcall.server"):
+            response = await http_client.fetch(base_url + "/healthz", raise_error=False)
+
+        assert (response.code, json.loads(response.body)) == (503, POSTGRES_DOWN)
+        text = response.body.decode()
+        for leak in (UNKNOWN_USER, "127.0.0.1", os.environ["PG_PORT"], "not-the-password",
+                     "role", "FATAL", "authentication"):
+            assert leak not in text
+        reasons = [r.getMessage() for r in caplog.records if r.name == "rollcall.server"]
+        assert len(reasons) == 1
+        assert "postgres" in reasons[0]
+        assert UNKNOWN_USER in reasons[0]
 
 
 class ServerProcess:
@@ -105,10 +140,7 @@ def test_server_starts_with_postgres_down_and_reports_it(postgres_down_server) -
     # Repeated: each failed PostgreSQL connect frees a descriptor that the next request reuses
     # (see store/aiopg_compat.py).
     for _ in range(3):
-        code, body = postgres_down_server.health()
-        assert code == 503
-        assert body["redis"] == "ok"
-        assert body["postgres"] != "ok"
+        assert postgres_down_server.health() == (503, POSTGRES_DOWN)
     assert postgres_down_server.stop() == 0
 
 

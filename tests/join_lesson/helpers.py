@@ -33,6 +33,13 @@ def participant_token(client_id: str, secret: str, lifetime: int = 3600) -> str:
     return token({"client_id": client_id, "exp": int(time.time()) + lifetime}, secret)
 
 
+def teacher_token(user_id: str, secret: str, lifetime: int = 3600) -> str:
+    """The teacher's own token: role "teacher", client id `user_id` (join_lesson.md, revision 2)."""
+    return token(
+        {"client_id": user_id, "role": "teacher", "exp": int(time.time()) + lifetime}, secret
+    )
+
+
 def request(
     user_id: str = "u1",
     lesson_id: str = LESSON,
@@ -40,6 +47,11 @@ def request(
     role: str = "student",
 ) -> dict[str, Any]:
     return {"user_id": user_id, "lesson_id": lesson_id, "access_token": access_token, "role": role}
+
+
+def teacher_request(user_id: str, secret: str, lesson_id: str = LESSON) -> dict[str, Any]:
+    """A teacher's join carrying the teacher's own token."""
+    return request(user_id, lesson_id, teacher_token(user_id, secret), "teacher")
 
 
 def snapshot(db: redis.Redis) -> dict[str, tuple[str, Any, int]]:
@@ -77,6 +89,19 @@ class Client:
 
     async def close(self) -> None:
         await self.sio.disconnect()
+
+
+async def assert_refused(client: Client, sio: Any, args: tuple, code: str) -> None:
+    """The join answers ERROR with `code`, and the socket is in no lesson room and has no
+    session data (the Redis side is the caller's to compare)."""
+    ack = await client.join(*args)
+    assert ack["status"] == "ERROR"
+    assert ack["data"]["code"] == code
+    assert isinstance(ack["data"]["message"], str)
+    assert set(ack) == {"status", "data"}
+    assert set(ack["data"]) == {"code", "message"}
+    assert sio.rooms(client.sid) == [client.sid] or LESSON not in sio.rooms(client.sid)
+    assert await sio.get_session(client.sid) == {}
 
 
 class MixpanelSink(tornado.web.RequestHandler):

@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from .helpers import LESSON, SEATS, Client, keyspace_watch, participant_token, request
+from .helpers import (
+    LESSON,
+    SEATS,
+    Client,
+    keyspace_watch,
+    participant_token,
+    request,
+    teacher_request,
+)
 
 CLIENTS = 100
 TEACHERS = 2
@@ -26,7 +34,7 @@ async def test_hundred_clients_join_one_lesson_at_once(
     clients = await connect_all(url, CLIENTS)
     try:
         requests = [
-            request(user_id=f"t{i}", role="teacher") if i < TEACHERS
+            teacher_request(f"t{i}", secret) if i < TEACHERS
             else request(user_id=f"u{i}", access_token=participant_token(f"c{i}", secret))
             for i in range(CLIENTS)
         ]

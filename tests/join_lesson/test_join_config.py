@@ -1,4 +1,5 @@
-"""join_lesson under other configurations: no token secret, PostgreSQL unreachable, a key prefix."""
+"""join_lesson under other configurations: no token secret, tokenless teachers, PostgreSQL
+unreachable, a key prefix."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import dataclasses
 
 import pytest
 
-from config import Config
+from config import TEACHER_AUTH_NONE, Config
 
-from .helpers import LESSON, free_port, participant_token, request, snapshot
+from .helpers import (
+    LESSON,
+    free_port,
+    participant_token,
+    request,
+    snapshot,
+    teacher_request,
+)
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 PREFIX = "rc:"
@@ -25,6 +33,9 @@ def variant(request: pytest.FixtureRequest) -> str:
 def config(config: Config, variant: str) -> Config:
     changes = {
         "no-secret": {"access_token_secret": None},
+        "no-secret-tokenless-teachers": {
+            "access_token_secret": None, "teacher_auth": TEACHER_AUTH_NONE
+        },
         "postgres-unreachable": {
             "database_url": f"postgresql://rollcall@127.0.0.1:{free_port()}/rollcall"
         },
@@ -41,19 +52,34 @@ async def test_no_secret_refuses_every_token(connect, lesson, redis_db, sio, var
     ack = await client.join(request(access_token=participant_token("c1", PLATFORM_SECRET)))
 
     assert ack["data"]["code"] == "INVALID_TOKEN"
+    # A teacher's token cannot be verified either.
+    ack = await client.join(teacher_request("t1", PLATFORM_SECRET))
+    assert ack["data"]["code"] == "INVALID_TOKEN"
     assert snapshot(redis_db) == {}
     assert LESSON not in sio.rooms(client.sid)
-    # Teachers carry no token: they still join.
+
+
+@pytest.mark.parametrize("variant", ["no-secret-tokenless-teachers"], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_tokenless_teachers_join_without_a_secret(connect, lesson, redis_db, variant):
+    """--teacher-auth none: the design document's flow, a teacher's join carries no token."""
+    client = await connect()
+
     assert await client.join(request(user_id="t1", role="teacher")) == SUCCESS
+
+    assert redis_db.hgetall(f"lesson_teacher_{LESSON}") == {"t1": client.sid}
+    assert redis_db.hgetall("t1") == {"lesson_id": LESSON}
 
 
 @pytest.mark.parametrize("variant", ["postgres-unreachable"], indirect=True)
 @pytest.mark.gen_test(timeout=30)
-async def test_unreachable_postgres_is_unavailable(connect, lesson, redis_db, sio, variant):
+async def test_unreachable_postgres_is_unavailable(
+    connect, lesson, redis_db, sio, variant, secret
+):
     client = await connect()
 
-    for role in ("teacher", "student"):
-        ack = await client.join(request(role=role))
+    for join in (teacher_request("t1", secret), request()):
+        ack = await client.join(join)
         assert ack["data"]["code"] == "UNAVAILABLE"
 
     assert snapshot(redis_db) == {}
@@ -68,7 +94,7 @@ async def test_key_prefix_applies_to_every_key(connect, lesson, redis_db, varian
 
     assert await client.join(request(access_token=participant_token("c1", PLATFORM_SECRET))) \
         == SUCCESS
-    assert await client.join(request(user_id="t1", role="teacher")) == SUCCESS
+    assert await client.join(teacher_request("t1", PLATFORM_SECRET)) == SUCCESS
 
     assert set(snapshot(redis_db)) == {
         PREFIX + key

@@ -12,7 +12,16 @@ import pytest
 
 from config import Config
 
-from .helpers import LESSON, participant_token, request, snapshot, token
+from .helpers import (
+    LESSON,
+    assert_refused,
+    participant_token,
+    request,
+    snapshot,
+    teacher_request,
+    teacher_token,
+    token,
+)
 
 MiB = 1024 * 1024
 # A seat someone else assigned before the failed join: it must be exactly as it was afterwards.
@@ -30,17 +39,6 @@ def prior_state(redis_db) -> dict:
     for key, mapping in PRIOR_STATE.items():
         redis_db.hset(key, mapping=mapping)
     return snapshot(redis_db)
-
-
-async def assert_refused(client, sio, args: tuple, code: str) -> None:
-    ack = await client.join(*args)
-    assert ack["status"] == "ERROR"
-    assert ack["data"]["code"] == code
-    assert isinstance(ack["data"]["message"], str)
-    assert set(ack) == {"status", "data"}
-    assert set(ack["data"]) == {"code", "message"}
-    assert sio.rooms(client.sid) == [client.sid] or LESSON not in sio.rooms(client.sid)
-    assert await sio.get_session(client.sid) == {}
 
 
 INVALID_SHAPES = [
@@ -99,8 +97,8 @@ async def test_event_without_arguments_is_invalid(connect, lesson, redis_db, pri
 @pytest.mark.gen_test(timeout=30)
 async def test_lesson_not_found(connect, lesson, redis_db, prior_state, sio, secret, role):
     client = await connect()
-    args = (request(lesson_id="no-such-lesson", role=role,
-                    access_token=participant_token("c1", secret)),)
+    token = teacher_token("t1", secret) if role == "teacher" else participant_token("c1", secret)
+    args = (request(user_id="t1", lesson_id="no-such-lesson", role=role, access_token=token),)
 
     await assert_refused(client, sio, args, "LESSON_NOT_FOUND")
 
@@ -178,7 +176,7 @@ async def test_unavailable_when_postgres_does_not_answer_in_time(
 
 @pytest.mark.gen_test(timeout=30)
 async def test_internal_when_a_key_has_another_type(
-    connect, lesson, redis_db, sio, caplog
+    connect, lesson, redis_db, sio, caplog, secret
 ):
     """Someone else stored the teacher's `{user_id}` key as a string: the script refuses before
     writing anything, and the client only learns that it was internal."""
@@ -187,9 +185,9 @@ async def test_internal_when_a_key_has_another_type(
     client = await connect()
 
     with caplog.at_level(logging.ERROR, logger="rollcall.join_lesson"):
-        await assert_refused(client, sio, (request(user_id="t1", role="teacher"),), "INTERNAL")
+        await assert_refused(client, sio, (teacher_request("t1", secret),), "INTERNAL")
 
-    ack = await client.join(request(user_id="t1", role="teacher"))
+    ack = await client.join(teacher_request("t1", secret))
     assert ack["data"]["message"] == "internal error"
     assert snapshot(redis_db) == before
     errors = [

@@ -11,7 +11,15 @@ from logs import TextFormatter
 from store.presence import PRESENCE_TTL
 
 from .conftest import MIXPANEL_TOKEN
-from .helpers import LESSON, SEATS, keyspace_watch, participant_token, request, snapshot
+from .helpers import (
+    LESSON,
+    SEATS,
+    keyspace_watch,
+    participant_token,
+    request,
+    snapshot,
+    teacher_request,
+)
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 SEAT_KEY = f"lesson_seat_{LESSON}"
@@ -27,10 +35,12 @@ def assert_fresh_ttl(ttl: int) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_teacher_join_writes_exactly_the_teacher_keys(connect, lesson, redis_db, sio):
+async def test_teacher_join_writes_exactly_the_teacher_keys(
+    connect, lesson, redis_db, sio, secret
+):
     client = await connect()
 
-    ack = await client.join(request(user_id="t1", role="teacher"))
+    ack = await client.join(teacher_request("t1", secret))
 
     assert ack == SUCCESS
     state = snapshot(redis_db)
@@ -45,10 +55,10 @@ async def test_teacher_join_writes_exactly_the_teacher_keys(connect, lesson, red
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_teacher_with_a_seat_gets_it_in_the_session(connect, lesson, sio):
+async def test_teacher_with_a_seat_gets_it_in_the_session(connect, lesson, sio, secret):
     client = await connect()
 
-    assert await client.join(request(user_id="u1", role="teacher")) == SUCCESS
+    assert await client.join(teacher_request("u1", secret)) == SUCCESS
 
     assert await sio.get_session(client.sid) == {"seat": 7}
 
@@ -129,7 +139,7 @@ async def test_absent_access_token_is_the_same_as_null(connect, lesson, redis_db
 @pytest.mark.gen_test(timeout=30)
 async def test_seats_assigned_by_others_survive_later_joins(connect, lesson, redis_db, secret):
     first = await connect()
-    assert await first.join(request(user_id="t1", role="teacher")) == SUCCESS
+    assert await first.join(teacher_request("t1", secret)) == SUCCESS
     redis_db.hset(SEAT_KEY, "3", "someone")
     redis_db.hdel(SEAT_KEY, "30")
     second = await connect()
@@ -179,3 +189,21 @@ async def test_each_join_is_logged_in_one_line_without_the_token(connect, lesson
         assert "\n" not in line
         assert f"sid={client.sid} role=student lesson_id={lesson_id} outcome={outcome} " in line
         assert access_token not in line
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_ids_with_line_breaks_and_escapes_are_logged_on_one_line(connect, lesson, caplog):
+    caplog.set_level(logging.INFO, logger="rollcall.join_lesson")
+    forged = "2026-11-27 10:00:00,000 INFO rollcall.join_lesson: join_lesson outcome=SUCCESS"
+    client = await connect()
+
+    ack = await client.join(
+        request(user_id=f"u\n{forged}\x1b[2J", lesson_id=f"l\n{forged}\x1b[31m")
+    )
+
+    assert ack["data"]["code"] == "LESSON_NOT_FOUND"
+    [record] = [r for r in caplog.records if r.name == "rollcall.join_lesson"]
+    line = TextFormatter().format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert f'lesson_id="l\\n{forged}\\x1b[31m" outcome=LESSON_NOT_FOUND ' in line

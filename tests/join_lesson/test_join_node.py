@@ -7,7 +7,14 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 from node.client import MODES, NodeClient
 
-from .helpers import LESSON, participant_token, request
+from .helpers import (
+    LESSON,
+    participant_token,
+    request,
+    snapshot,
+    teacher_request,
+    teacher_token,
+)
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 TEACHER_KEY = f"lesson_teacher_{LESSON}"
@@ -38,14 +45,33 @@ def node_connect(io_loop, url: str, mode: str) -> Iterator[Callable[[], Awaitabl
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_teacher_join_from_node(node_connect, lesson, redis_db, sio) -> None:
+async def test_teacher_join_from_node(node_connect, lesson, redis_db, sio, secret) -> None:
     client = await node_connect()
 
-    assert await client.call("join_lesson", request(user_id="t1", role="teacher")) == [SUCCESS]
+    assert await client.call("join_lesson", teacher_request("t1", secret)) == [SUCCESS]
 
     assert redis_db.hgetall(TEACHER_KEY) == {"t1": client.sid}
     assert redis_db.hgetall("t1") == {"lesson_id": LESSON}
     assert LESSON in sio.rooms(client.sid)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_teacher_join_from_node_without_the_teachers_token_changes_nothing(
+    node_connect, lesson, redis_db, sio, secret
+) -> None:
+    redis_db.hset(TEACHER_KEY, "real-teacher", "sid-of-the-real-teacher")
+    before = snapshot(redis_db)
+    client = await node_connect()
+
+    for access_token in (None, participant_token("t1", secret), teacher_token("t2", secret)):
+        [ack] = await client.call(
+            "join_lesson", request(user_id="t1", role="teacher", access_token=access_token)
+        )
+        assert ack["status"] == "ERROR"
+        assert ack["data"]["code"] == "INVALID_TOKEN"
+
+    assert snapshot(redis_db) == before
+    assert LESSON not in sio.rooms(client.sid)
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -16,6 +16,8 @@ from handlers.validation import MAX_ID_LENGTH, JoinRequest, parse_join_request
 
 ROLES = ("student", "observer")
 SECRET = "unit-test-secret-at-least-32-bytes-long"
+# join_lesson.md, "Ids never name another key": the key families and rollcall's own bookkeeping.
+RESERVED = ("lesson_seat_", "lesson_teacher_", "lesson_student_", "rollcall:")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -49,10 +51,11 @@ def conforms(data: Any) -> bool:
         and is_id(data.get("lesson_id"))
         and (data.get("access_token") is None or isinstance(data.get("access_token"), str))
         and data.get("role") in ("teacher", *ROLES)
+        and not (data["role"] == "teacher" and data["user_id"].startswith(RESERVED))
     )
 
 
-@given(valid_requests)
+@given(valid_requests.filter(conforms))
 def test_every_conforming_request_is_accepted(data):
     parsed = parse_join_request((data,), ROLES)
 
@@ -84,6 +87,30 @@ def test_extra_fields_are_ignored():
     data = {"user_id": "u", "lesson_id": "l", "role": "student", "device": "ios"}
 
     assert parse_join_request((data,), ROLES) == JoinRequest("u", "l", None, "student")
+
+
+@pytest.mark.parametrize("prefix", RESERVED)
+@pytest.mark.parametrize("user_id", ["{prefix}", "{prefix}X", "{prefix}lesson-1:x"])
+def test_a_teachers_reserved_user_id_is_invalid(prefix, user_id):
+    data = {"user_id": user_id.format(prefix=prefix), "lesson_id": "l", "role": "teacher"}
+
+    with pytest.raises(InvalidRequest, match="user_id may not start with"):
+        parse_join_request((data,), ROLES)
+
+
+@pytest.mark.parametrize(
+    "user_id", ["my_lesson_seat_X", "Lesson_seat_X", "lesson_seat", "rollcall", " rollcall:x"]
+)
+def test_an_id_that_only_looks_reserved_is_a_teachers_user_id(user_id):
+    data = {"user_id": user_id, "lesson_id": "l", "role": "teacher"}
+
+    assert parse_join_request((data,), ROLES).user_id == user_id
+
+
+def test_a_participants_user_id_names_no_key_and_is_not_restricted():
+    data = {"user_id": "lesson_seat_X", "lesson_id": "l", "role": "student"}
+
+    assert parse_join_request((data,), ROLES).user_id == "lesson_seat_X"
 
 
 def test_the_length_limit_counts_characters():
@@ -136,3 +163,56 @@ def test_token_refused(access_token):
 def test_without_a_secret_every_token_is_refused():
     with pytest.raises(InvalidToken):
         TokenVerifier(None).client_id(encode({"client_id": "c1"}))
+
+
+@pytest.mark.parametrize("prefix", RESERVED)
+@pytest.mark.parametrize("claim", ["client_id", "sub"])
+def test_a_reserved_client_id_is_refused(prefix, claim):
+    with pytest.raises(InvalidToken, match="reserved"):
+        TokenVerifier(SECRET).client_id(encode({claim: f"{prefix}L1"}))
+
+
+def test_a_reserved_client_id_does_not_fall_back_to_sub():
+    with pytest.raises(InvalidToken, match="reserved"):
+        TokenVerifier(SECRET).client_id(encode({"client_id": "lesson_student_L1", "sub": "c1"}))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"client_id": "t1", "role": "teacher"},
+        {"sub": "t1", "role": "teacher"},
+        {"client_id": "t1", "sub": "other", "role": "teacher"},
+        {"client_id": "t1", "role": "teacher", "exp": int(time.time()) + 86400},
+    ],
+)
+def test_a_teachers_own_token_is_accepted(claims):
+    TokenVerifier(SECRET).check_teacher(encode(claims), "t1")
+
+
+@pytest.mark.parametrize(
+    ("access_token", "message"),
+    [
+        (None, "needs the teacher's access token"),
+        (encode({"client_id": "t1"}), "not a teacher's"),
+        (encode({"client_id": "t1", "role": "student"}), "not a teacher's"),
+        (encode({"client_id": "t1", "role": "Teacher"}), "not a teacher's"),
+        (encode({"client_id": "t1", "role": ["teacher"]}), "not a teacher's"),
+        (encode({"client_id": "t2", "role": "teacher"}), "not this teacher's"),
+        (encode({"client_id": "other", "sub": "t1", "role": "teacher"}), "not this teacher's"),
+        (encode({"client_id": "t1", "role": "teacher", "exp": int(time.time()) - 1}), "expired"),
+        (encode({"client_id": "t1", "role": "teacher"}, "another-secret-at-least-32-bytes-long"),
+         "does not verify"),
+        (encode({"role": "teacher"}), "no client id"),
+    ],
+    ids=["no-token", "no-role", "student", "case", "role-list", "other-teacher", "sub-not-used",
+         "expired", "forged", "no-client-id"],
+)
+def test_anything_but_the_teachers_own_token_is_refused(access_token, message):
+    with pytest.raises(InvalidToken, match=message):
+        TokenVerifier(SECRET).check_teacher(access_token, "t1")
+
+
+def test_without_a_secret_no_teacher_token_is_accepted():
+    with pytest.raises(InvalidToken):
+        TokenVerifier(None).check_teacher(encode({"client_id": "t1", "role": "teacher"}), "t1")

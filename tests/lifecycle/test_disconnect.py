@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from join_lesson.helpers import LESSON, SEATS, participant_token, request
+from join_lesson.helpers import LESSON, SEATS, participant_token, request, teacher_request
 from node.client import NodeClient
 
 from .helpers import SilentPollingClient, presence
@@ -25,7 +25,7 @@ async def test_clean_disconnects_clear_only_their_fields(
     connect, lesson, redis_db, secret, server_events, sio
 ):
     teacher, student = await connect(), await connect()
-    assert await teacher.join(request(user_id="t1", role="teacher")) == SUCCESS
+    assert await teacher.join(teacher_request("t1", secret)) == SUCCESS
     assert await student.join(request(access_token=participant_token("c1", secret))) == SUCCESS
     # Fields others wrote in the same hashes, and a seat assigned meanwhile, must survive.
     redis_db.hset(TEACHER_KEY, "t2", "sid-of-t2")
@@ -57,7 +57,7 @@ async def test_last_field_gone_means_the_lesson_hashes_are_gone(
     connect, lesson, redis_db, secret, server_events
 ):
     teacher, student = await connect(), await connect()
-    await teacher.join(request(user_id="t1", role="teacher"))
+    await teacher.join(teacher_request("t1", secret))
     await student.join(request(access_token=participant_token("c1", secret)))
     sids = teacher.sid, student.sid
 
@@ -111,7 +111,7 @@ async def test_node_process_killed_mid_connection(
         sid = (await client.connect(url, transports=mode))["id"]
         token = participant_token("c1", secret)
         assert await client.call("join_lesson", request(access_token=token)) == [SUCCESS]
-        assert await client.call("join_lesson", request(user_id="t1", role="teacher")) == [SUCCESS]
+        assert await client.call("join_lesson", teacher_request("t1", secret)) == [SUCCESS]
     finally:
         await client.close()  # SIGKILL
 
@@ -173,9 +173,11 @@ async def test_two_tabs_of_one_participant(
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_two_apps_of_one_teacher_hand_over(connect, lesson, redis_db, server_events):
+async def test_two_apps_of_one_teacher_hand_over(
+    connect, lesson, redis_db, server_events, secret
+):
     first, second = await connect(), await connect()
-    teacher = request(user_id="t1", role="teacher")
+    teacher = teacher_request("t1", secret)
     assert await first.join(teacher) == SUCCESS
     assert await second.join(teacher) == SUCCESS
     first_sid, second_sid = first.sid, second.sid

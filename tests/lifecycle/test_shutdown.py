@@ -9,7 +9,15 @@ import signal
 import pytest
 from conftest import ServerProcess, free_port
 from join_lesson.conftest import MIXPANEL_TOKEN
-from join_lesson.helpers import EVENT_TIMEOUT, LESSON, SEATS, Client, participant_token, request
+from join_lesson.helpers import (
+    EVENT_TIMEOUT,
+    LESSON,
+    SEATS,
+    Client,
+    participant_token,
+    request,
+    teacher_request,
+)
 from node.client import NodeClient
 
 from server import SHUTDOWN_TIMEOUT
@@ -34,7 +42,7 @@ async def test_sigterm_clears_every_presence_and_exits_0_in_time(
     clients = [Client(url, "websocket"), Client(url, "polling")]
     try:
         teacher, student = [await client.connect() for client in clients]
-        assert await teacher.join(request(user_id="t1", role="teacher")) == SUCCESS
+        assert await teacher.join(teacher_request("t1", secret)) == SUCCESS
         # c1 was here before: its join is a reconnect, whose Mixpanel event shutdown must flush.
         redis_db.hset("c1", mapping={"sid": "", "client_id": "c1", "role": "student"})
         redis_db.expire("c1", 3600)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-from join_lesson.helpers import LESSON, SEATS, keyspace_watch, participant_token, request
+from join_lesson.helpers import (
+    LESSON,
+    SEATS,
+    keyspace_watch,
+    participant_token,
+    request,
+    teacher_request,
+)
 from node.client import NodeClient
 
 from .helpers import presence
@@ -55,12 +62,12 @@ async def test_participant_switches_lessons(connect, other_lesson, redis_db, sec
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_teacher_switches_lessons(connect, other_lesson, redis_db, sio):
+async def test_teacher_switches_lessons(connect, other_lesson, redis_db, sio, secret):
     client = await connect()
-    assert await client.join(request(user_id="t1", role="teacher")) == SUCCESS
+    assert await client.join(teacher_request("t1", secret)) == SUCCESS
     redis_db.hset(f"lesson_teacher_{LESSON}", "t2", "sid-of-t2")
 
-    assert await client.join(request(user_id="t1", lesson_id=OTHER, role="teacher")) == SUCCESS
+    assert await client.join(teacher_request("t1", secret, OTHER)) == SUCCESS
 
     assert presence(redis_db) == {
         **BOTH_SEAT_MAPS,
@@ -132,13 +139,13 @@ async def test_node_client_switches_then_disconnects(
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_switch_hands_the_lesson_to_the_other_app_of_the_same_teacher(
-    connect, other_lesson, redis_db
+    connect, other_lesson, redis_db, secret
 ):
     staying, switching = await connect(), await connect()
-    assert await staying.join(request(user_id="t1", role="teacher")) == SUCCESS
-    assert await switching.join(request(user_id="t1", role="teacher")) == SUCCESS
+    assert await staying.join(teacher_request("t1", secret)) == SUCCESS
+    assert await switching.join(teacher_request("t1", secret)) == SUCCESS
 
-    assert await switching.join(request(user_id="t1", lesson_id=OTHER, role="teacher")) == SUCCESS
+    assert await switching.join(teacher_request("t1", secret, OTHER)) == SUCCESS
 
     assert redis_db.hgetall(f"lesson_teacher_{LESSON}") == {"t1": staying.sid}
     assert redis_db.hgetall(f"lesson_teacher_{OTHER}") == {"t1": switching.sid}

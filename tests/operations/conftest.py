@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable, Iterator
 
-import jwt
 import psycopg2
 import pytest
 import socketio
 
 from config import Config
 from tests.conftest import TEST_TOKEN_SECRET
+from tests.join_lesson import helpers as tokens
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 LESSON = "lesson-ops"
@@ -47,8 +46,11 @@ def lesson(database: psycopg2.extensions.connection) -> str:
 
 
 def participant_token(client_id: str) -> str:
-    return jwt.encode({"client_id": client_id, "exp": int(time.time()) + 3600},
-                      TEST_TOKEN_SECRET, algorithm="HS256")
+    return tokens.participant_token(client_id, TEST_TOKEN_SECRET)
+
+
+def teacher_token(user_id: str) -> str:
+    return tokens.teacher_token(user_id, TEST_TOKEN_SECRET)
 
 
 Connect = Callable[..., Awaitable[socketio.AsyncClient]]

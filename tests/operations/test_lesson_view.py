@@ -18,6 +18,7 @@ from tests.operations.conftest import (
     Connect,
     join,
     participant_token,
+    teacher_token,
 )
 from web.auth import COOKIE_NAME
 
@@ -35,7 +36,8 @@ async def get(url: str, path: str, headers: dict[str, str] | None = None) -> HTT
 async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect,
                                          redis_db: redis.Redis) -> None:
     teacher, student = await connect(), await connect("polling")
-    ack = await join(teacher, user_id="t1", lesson_id=lesson, role="teacher")
+    ack = await join(teacher, user_id="t1", lesson_id=lesson, role="teacher",
+                     access_token=teacher_token("t1"))
     assert ack["status"] == "SUCCESS"
     ack = await join(student, user_id="s1", lesson_id=lesson, role="student",
                      access_token=participant_token("c1"))

@@ -43,6 +43,57 @@ def test_text_line_is_readable_and_carries_the_event_fields_in_order() -> None:
     )
 
 
+FORGED_LINE = "2026-11-27 10:00:00,000 INFO rollcall.join_lesson: join_lesson outcome=SUCCESS"
+
+
+def test_text_values_from_clients_cannot_forge_a_line_or_drive_the_terminal() -> None:
+    line = logs.TextFormatter().format(record(
+        user_id=f"u1\n{FORGED_LINE}", lesson_id="l1\x1b[2J\x1b[31m", sid="abc"
+    ))
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert 'user_id="u1\\n2026-11-27 ' in line
+    assert 'lesson_id="l1\\x1b[2J\\x1b[31m"' in line
+    assert " sid=abc " in line
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("a\rb", '"a\\rb"'),
+        ("a\tb", '"a\\tb"'),
+        ("a\x00b", '"a\\x00b"'),
+        ("a\x7fb", '"a\\x7fb"'),
+        ("a\x85b", '"a\\x85b"'),  # NEL, a line break to some readers
+        ("a\u2028b", '"a\\u2028b"'),
+        ("a\u202eb", '"a\\u202eb"'),  # right-to-left override
+        ("a\\nb", '"a\\\\nb"'),  # a backslash is doubled: no escape can be faked
+        ('say "hi"', '"say \\"hi\\""'),
+        ("é-ü", "é-ü"),
+    ],
+)
+def test_text_values_are_escaped_and_quoted(value: str, shown: str) -> None:
+    line = logs.TextFormatter().format(record(lesson_id=value))
+    assert line.endswith(f" lesson_id={shown}")
+
+
+def test_text_message_arguments_are_escaped_too() -> None:
+    line = logs.TextFormatter().format(record("closing %s: %s", ("s1", f"/ns\n{FORGED_LINE}")))
+    assert "\n" not in line
+    assert line.endswith("closing s1: /ns\\n" + FORGED_LINE)
+
+
+def test_a_traceback_keeps_its_lines_but_not_the_controls_inside_them() -> None:
+    try:
+        raise ValueError(f"bad id u1\x1b[2J\r{FORGED_LINE}")
+    except ValueError:
+        rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    lines = logs.TextFormatter().format(rec).split("\n")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == f"ValueError: bad id u1\\x1b[2J\\r{FORGED_LINE}"
+    assert not any("\x1b" in line or "\r" in line for line in lines)
+
+
 def test_json_line_is_one_object_with_the_extras() -> None:
     line = logs.JsonFormatter().format(record("joined %s", ("abc123",), **JOIN_FIELDS))
     assert "\n" not in line

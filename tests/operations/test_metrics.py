@@ -10,7 +10,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
 
 import metrics
-from tests.operations.conftest import Connect, eventually, join, participant_token
+from tests.operations.conftest import (
+    Connect,
+    eventually,
+    join,
+    participant_token,
+    teacher_token,
+)
 
 EXPORTED = (
     "rollcall_connections",
@@ -127,7 +133,8 @@ async def test_joins_are_counted_by_role_and_code(url: str, lesson: str, connect
     ack = await join(client, user_id="s1", lesson_id=lesson, role="student",
                      access_token=participant_token("c1"))
     assert ack["status"] == "SUCCESS"
-    ack = await join(client, user_id="t1", lesson_id="no-such-lesson", role="teacher")
+    ack = await join(client, user_id="t1", lesson_id="no-such-lesson", role="teacher",
+                     access_token=teacher_token("t1"))
     assert ack["data"]["code"] == "LESSON_NOT_FOUND"
     assert sample("rollcall_joins_total", role="student", code="SUCCESS") == ok + 1
     assert sample("rollcall_joins_total", role="teacher", code="LESSON_NOT_FOUND") == missing + 1

@@ -12,6 +12,8 @@ from typing import Any
 import tornado.httpclient
 import tornado.websocket
 
+from tests.conftest import TEST_TOKEN_SECRET
+from tests.join_lesson.helpers import teacher_token
 from tests.protocol.protocol_peers import RECV_TIMEOUT, PollPeer, WsPeer, fetch
 
 LESSON = "lesson-r"
@@ -65,11 +67,12 @@ async def connect(peer: Peer) -> str:
 
 
 def teacher(user_id: str | None = None, lesson_id: str = LESSON) -> dict[str, Any]:
-    """A teacher's join request (no token needed), by default under a fresh user id."""
+    """A teacher's join request with the teacher's own token, by default under a fresh user id."""
+    user_id = user_id or f"t-{uuid.uuid4().hex[:12]}"
     return {
-        "user_id": user_id or f"t-{uuid.uuid4().hex[:12]}",
+        "user_id": user_id,
         "lesson_id": lesson_id,
-        "access_token": None,
+        "access_token": teacher_token(user_id, TEST_TOKEN_SECRET),
         "role": "teacher",
     }
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import re
 
 import pytest
 import tornado.httpclient
@@ -19,6 +21,10 @@ SLOW_RATE = 0.01  # one join per 100 s: nothing refills within a test
 BURST = 3
 PER_IP = 4
 OTHER_ADDRESS = "203.0.113.7"
+# The reset the issue reproduced: bursts of joins, each on a new sid of the same session.
+RESETS = 4
+JOINS_PER_RESET = 12
+_ACK = re.compile(r"43(\d+)(\[.*)", re.DOTALL)
 
 
 class Clock:
@@ -146,6 +152,49 @@ class TestJoinRate:
         codes = [ack["data"].get("code", "SUCCESS") for ack in acks]
         assert codes.count("SUCCESS") == BURST
         assert codes.count("RATE_LIMITED") == count - BURST
+
+
+async def burst_of_joins(client, count: int) -> list[str]:
+    """Send `count` joins at once; the code of each ack (SUCCESS for a success), in send order."""
+    await client.send(*[f'42{n}["join_lesson",{json.dumps(teacher())}]' for n in range(count)])
+    codes: dict[int, str] = {}
+    while len(codes) < count:
+        frame = await client.recv()
+        match = _ACK.fullmatch(frame) if isinstance(frame, str) else None
+        assert match, frame
+        codes[int(match[1])] = json.loads(match[2])[0]["data"].get("code", "SUCCESS")
+    return [codes[n] for n in range(count)]
+
+
+class TestJoinRateOfTheSession:
+    """The bucket belongs to the Engine.IO session: leaving and re-joining the namespace (`41`,
+    `40`) gives a new sid, never a full bucket."""
+
+    @pytest.fixture
+    def config(self, config: Config) -> Config:
+        defaults = Config()
+        return dataclasses.replace(
+            config, join_rate=defaults.join_rate, join_burst=defaults.join_burst
+        )
+
+    @pytest.mark.gen_test(timeout=30)
+    async def test_namespace_reconnects_do_not_reset_the_join_rate(
+        self, peer, lesson, sio, config
+    ) -> None:
+        client = await peer()
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        sids, passed = [], 0
+        for _ in range(RESETS):
+            sids.append(await connect(client))
+            assert sio.engine_sid(sids[-1]) == client.sid
+            passed += (await burst_of_joins(client, JOINS_PER_RESET)).count("SUCCESS")
+            await client.send("41")
+        elapsed = clock() - started
+
+        assert len(set(sids)) == RESETS
+        assert sio.engine_sid(sids[0]) is None  # gone with its 41
+        assert config.join_burst <= passed <= config.join_burst + config.join_rate * elapsed
 
 
 class TestConnectionsPerAddress:
