@@ -49,39 +49,33 @@ for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     REGISTRY.register(_collector)
 
 
-class _EngineSocket(Protocol):
-    closed: bool
-    upgraded: bool
+class CountsConnections(Protocol):
+    """What the connection count needs of a Socket.IO server (`protocol.Server` has it)."""
 
-
-class EngineServer(Protocol):
-    """What the connection count needs of python-engineio's AsyncServer: its live sockets."""
-
-    sockets: Mapping[str, _EngineSocket]
+    def connection_counts(self) -> Mapping[str, int]: ...
 
 
 class ConnectionsCollector(Collector):
-    """`rollcall_connections{transport}`, counted from the Engine.IO servers at scrape time.
+    """`rollcall_connections{transport}`, counted from the Socket.IO servers at scrape time.
 
-    Counting the live sockets instead of incrementing and decrementing a gauge on connect and
+    Counting the live sessions instead of incrementing and decrementing a gauge on connect and
     disconnect means the number can never drift when a disconnect path is missed. Servers are held
     weakly, so a test that builds and drops many applications does not keep them alive.
     """
 
     def __init__(self) -> None:
-        self._servers: weakref.WeakSet[EngineServer] = weakref.WeakSet()
+        self._servers: weakref.WeakSet[CountsConnections] = weakref.WeakSet()
 
-    def track(self, server: EngineServer) -> None:
-        """Count `server`'s sockets from now on."""
+    def track(self, server: CountsConnections) -> None:
+        """Count `server`'s connections from now on."""
         self._servers.add(server)
 
     def counts(self) -> dict[str, int]:
-        """Open Engine.IO connections by transport (a polling socket upgraded is websocket)."""
+        """Open Engine.IO connections by transport (a polling session upgraded is websocket)."""
         counts = dict.fromkeys(TRANSPORTS, 0)
         for server in list(self._servers):
-            for socket in list(server.sockets.values()):
-                if not socket.closed:
-                    counts["websocket" if socket.upgraded else "polling"] += 1
+            for transport, count in server.connection_counts().items():
+                counts[transport] += count
         return counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

@@ -24,7 +24,8 @@ import web
 from config import TEACHER_AUTH_NONE, Config, configure_logging, parse_config
 from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
-from protocol.redis_manager import RedisManager, RelayedServer
+from protocol.redis_transport import RedisTransport
+from protocol.relay import RelayManager
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.presence import PresenceStore
@@ -112,7 +113,7 @@ class Rollcall(NamedTuple):
     sio: Server
     connections: Connections
     #: relays between processes when --message-queue is set; serve() starts and stops it
-    manager: RedisManager | None = None
+    manager: RelayManager | None = None
 
 
 def build(config: Config, services: Services) -> Rollcall:
@@ -127,13 +128,12 @@ def build(config: Config, services: Services) -> Rollcall:
         "max_connections_per_ip": config.max_connections_per_ip,
     }
     manager = None
-    if config.message_queue is None:
-        sio = Server(**options)
-    else:
-        manager = RedisManager(config.message_queue, socket_timeout=config.store_timeout)
-        sio = RelayedServer(manager, **options)
+    if config.message_queue is not None:
+        transport = RedisTransport(config.message_queue, socket_timeout=config.store_timeout)
+        manager = RelayManager(transport)
+    sio = Server(client_manager=manager, **options)
     connections = handlers.register(sio, services, config)
-    metrics.CONNECTIONS.track(sio.eio)
+    metrics.CONNECTIONS.track(sio)
     app = tornado.web.Application(
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
@@ -150,10 +150,7 @@ async def disconnect_all(rollcall: Rollcall) -> None:
     cleared. Closing the session (not a Socket.IO DISCONNECT) lets clients reconnect by
     themselves, to another instance during a rolling restart."""
     rollcall.connections.close()
-    eio = rollcall.sio.eio
-    reason = rollcall.sio.reason.SERVER_DISCONNECT
-    # Each close runs the disconnect handlers of its sockets before it returns.
-    await asyncio.gather(*(eio.close_session(eio_sid, reason) for eio_sid in list(eio.sockets)))
+    await rollcall.sio.close_all()  # runs the disconnect handlers of every socket
     await rollcall.connections.wait_idle()  # disconnects that had begun before
     await rollcall.sio.shutdown()
 

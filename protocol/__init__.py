@@ -1,4 +1,7 @@
-"""rollcall's Socket.IO v5 layer: a pure packet codec and a server on python-engineio/Tornado."""
+"""rollcall's Socket.IO v5 layer: a pure packet codec, a server on python-engineio/Tornado, and
+its client managers (rooms and emits in one process, or relayed between processes over Redis).
+
+This package imports nothing of the application; the names below are its pinned public API."""
 
 from .packet import (
     DEFAULT_MAX_ATTACHMENTS,

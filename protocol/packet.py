@@ -16,10 +16,15 @@ __all__ = [
     "DEFAULT_MAX_ATTACHMENTS",
     "RESERVED_EVENTS",
     "Decoder",
+    "HasBinary",
     "Packet",
     "PacketType",
     "ProtocolError",
+    "check_placeholders",
+    "deconstruct",
     "encode",
+    "reconstruct",
+    "refuse_binary",
 ]
 
 DEFAULT_MAX_ATTACHMENTS = 10
@@ -66,18 +71,21 @@ class Packet:
     id: int | None = None
 
 
-class _HasBinary(Exception):
+class HasBinary(Exception):
     """Raised from inside json.dumps to leave the fast path when data holds bytes."""
 
 
-def _refuse_non_json(value: Any) -> Any:
+def refuse_binary(value: Any) -> Any:
+    """A ``default`` hook for json: bytes raise :class:`HasBinary` (the caller then sends them as
+    placeholders and attachments), anything else that is not JSON a TypeError. Non-binary data is
+    thus never walked in Python."""
     if isinstance(value, _BINARY_TYPES):
-        raise _HasBinary
+        raise HasBinary
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 _fast_dumps = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse_non_json
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=refuse_binary
 ).encode
 
 
@@ -143,14 +151,16 @@ def _prefix(ptype: int, attachments: int, namespace: str, pid: int | None) -> st
     return head
 
 
-def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
+def deconstruct(data: Any, buffers: list[bytes]) -> Any:
+    """``data`` with every bytes value replaced by ``{"_placeholder": true, "num": n}`` and
+    appended to ``buffers``, as socket.io-parser (and python-socketio's relay format) do."""
     if isinstance(data, _BINARY_TYPES):
         buffers.append(bytes(data))
         return {PLACEHOLDER_KEY: True, PLACEHOLDER_NUM: len(buffers) - 1}
     if isinstance(data, list | tuple):
-        return [_deconstruct(item, buffers) for item in data]
+        return [deconstruct(item, buffers) for item in data]
     if isinstance(data, dict):
-        return {key: _deconstruct(value, buffers) for key, value in data.items()}
+        return {key: deconstruct(value, buffers) for key, value in data.items()}
     return data
 
 
@@ -185,7 +195,7 @@ def encode(packet: Packet) -> list[str | bytes]:
         return [_prefix(ptype, 0, packet.namespace, packet.id)]
     try:
         body = _fast_dumps(packet.data)
-    except _HasBinary:
+    except HasBinary:
         pass
     except (TypeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"cannot encode payload: {exc}") from None
@@ -203,20 +213,20 @@ def encode(packet: Packet) -> list[str | bytes]:
         raise ProtocolError(f"{ptype.name} cannot carry binary data")
     buffers: list[bytes] = []
     try:
-        body = _fast_dumps(_deconstruct(packet.data, buffers))
-    except (TypeError, ValueError, RecursionError, _HasBinary) as exc:
+        body = _fast_dumps(deconstruct(packet.data, buffers))
+    except (TypeError, ValueError, RecursionError, HasBinary) as exc:
         raise ProtocolError(f"cannot encode payload: {exc!r}") from None
     frames: list[str | bytes] = [_prefix(ptype, len(buffers), packet.namespace, packet.id) + body]
     frames.extend(buffers)
     return frames
 
 
-def _check_placeholders(data: Any, attachments: int) -> None:
+def check_placeholders(data: Any, attachments: int) -> None:
     """Every placeholder must name an attachment that will arrive (checked up front, so a bad
     packet is refused before its attachments are buffered)."""
     if type(data) is list:
         for item in data:
-            _check_placeholders(item, attachments)
+            check_placeholders(item, attachments)
     elif type(data) is dict:
         if data.get(PLACEHOLDER_KEY) is True:
             num = data.get(PLACEHOLDER_NUM)
@@ -224,16 +234,17 @@ def _check_placeholders(data: Any, attachments: int) -> None:
                 raise ProtocolError(f"illegal attachment placeholder {num!r}")
             return
         for value in data.values():
-            _check_placeholders(value, attachments)
+            check_placeholders(value, attachments)
 
 
-def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
+def reconstruct(data: Any, buffers: list[bytes]) -> Any:
+    """The inverse of :func:`deconstruct`, for data :func:`check_placeholders` has accepted."""
     if type(data) is list:
-        return [_reconstruct(item, buffers) for item in data]
+        return [reconstruct(item, buffers) for item in data]
     if type(data) is dict:
         if data.get(PLACEHOLDER_KEY) is True:
             return buffers[data[PLACEHOLDER_NUM]]
-        return {key: _reconstruct(value, buffers) for key, value in data.items()}
+        return {key: reconstruct(value, buffers) for key, value in data.items()}
     return data
 
 
@@ -320,7 +331,7 @@ class Decoder:
         self._buffers.append(data)
         if len(self._buffers) < self._expected:
             return None
-        pending.data = _reconstruct(pending.data, self._buffers)
+        pending.data = reconstruct(pending.data, self._buffers)
         self.reset()
         return pending
 
@@ -364,7 +375,7 @@ class Decoder:
         _check_data(ptype, data)
         if not attachments:
             return Packet(ptype, namespace, data, pid)
-        _check_placeholders(data, attachments)
+        check_placeholders(data, attachments)
         base = PacketType.EVENT if ptype is PacketType.BINARY_EVENT else PacketType.ACK
         self._pending = Packet(base, namespace, data, pid)
         self._expected = attachments

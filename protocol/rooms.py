@@ -50,6 +50,10 @@ class Rooms:
         if room in self._rooms_of:
             self.enter(room, room)
 
+    def has_sid(self, sid: str) -> bool:
+        """Whether ``sid`` is a registered socket (between add_sid and remove_sid)."""
+        return sid in self._rooms_of
+
     def rooms_of(self, sid: str) -> list[str]:
         return list(self._rooms_of.get(sid, ()))
 

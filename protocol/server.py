@@ -1,7 +1,8 @@
-"""Socket.IO v5 server on python-engineio: namespaces, dispatch, acks, rooms, sessions.
+"""Socket.IO v5 server on python-engineio: namespaces, dispatch, acks, sessions, disconnects.
 
 The surface mirrors python-socketio's ``AsyncServer`` so handlers port unchanged; the internals
-are a thin loop around the pure codec in :mod:`protocol.packet`.
+are a thin loop around the pure codec in :mod:`protocol.packet`. Rooms and who an emit reaches
+belong to the client manager (:mod:`protocol.manager`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import tornado.websocket
 from engineio import packet as eio_packet
 
 from . import eager
-from .engine import EngineServer, engine_handler
+from .engine import TRANSPORTS, EngineServer, engine_handler
+from .manager import Manager, as_args
 from .packet import (
     DEFAULT_MAX_ATTACHMENTS,
     ROOT_NAMESPACE,
@@ -29,7 +31,6 @@ from .packet import (
     ProtocolError,
     encode,
 )
-from .rooms import Rooms
 
 __all__ = ["ConnectionRefusedError", "Server", "get_tornado_handler"]
 
@@ -132,14 +133,6 @@ class _Client:
     connect_timer: asyncio.TimerHandle | None = None
 
 
-def _as_args(data: Any) -> list[Any]:
-    if data is None:
-        return []
-    if isinstance(data, tuple):
-        return list(data)
-    return [data]
-
-
 def _call_result(args: tuple[Any, ...]) -> Any:
     if not args:
         return None
@@ -154,6 +147,9 @@ class Server:
     ``'tornado'``. Event handlers run as tasks of their own once they wait for anything
     (``async_handlers=True``; see protocol/eager.py) so a handler
     that awaits the same client's ack cannot block its own reader.
+
+    Rooms and emits go through ``client_manager``: a :class:`~protocol.manager.Manager` (this
+    process only) unless another is given, e.g. a :class:`~protocol.relay.RelayManager`.
     """
 
     reason = Reason
@@ -166,6 +162,7 @@ class Server:
         async_handlers: bool = True,
         logger: logging.Logger | None = None,
         engineio_logger: logging.Logger | bool = False,
+        client_manager: Manager | None = None,
         **engineio_options: Any,
     ) -> None:
         engineio_options.pop("async_mode", None)
@@ -179,7 +176,8 @@ class Server:
         self.max_attachments = max_attachments
         self.async_handlers = async_handlers
         self.logger = logger or _log
-        self._rooms: dict[str, Rooms] = {}
+        self.manager = Manager() if client_manager is None else client_manager
+        self.manager.attach(self)
         self._handlers: dict[str, dict[str, _Handler]] = {}
         for namespace in namespaces or [ROOT_NAMESPACE]:
             self._declare(namespace)
@@ -190,7 +188,7 @@ class Server:
     def _declare(self, namespace: str) -> None:
         if not namespace.startswith("/") or "," in namespace:
             raise ValueError(f"invalid namespace {namespace!r}")
-        self._rooms.setdefault(namespace, Rooms())
+        self.manager.add_namespace(namespace)
         self._handlers.setdefault(namespace, {})
 
     # -- registration -----------------------------------------------------------------------
@@ -230,27 +228,14 @@ class Server:
     ) -> None:
         """Emit to a sid, a room, or (no target) everyone in the namespace.
 
-        ``callback`` asks for an ack and needs a single connected sid as the target.
+        ``callback`` asks for an ack and needs a single connected sid of this process as the
+        target (acks never cross processes); any other emit is the manager's to deliver.
         """
         target = to if to is not None else room
         if callback is not None:
             await self._emit_with_ack(event, data, target, namespace, callback)
             return
-        rooms = self._rooms.get(namespace)
-        if rooms is None:
-            return
-        frames = encode(Packet(PacketType.EVENT, namespace, [event, *_as_args(data)]))
-        recipients = rooms.all_sids() if target is None else rooms.members(target)
-        if skip_sid is None:
-            skip: Iterable[str] = ()
-        else:
-            skip = {skip_sid} if isinstance(skip_sid, str) else set(skip_sid)
-        sockets = self._sockets
-        for sid in list(recipients):
-            if sid not in skip:
-                sock = sockets.get(sid)
-                if sock is not None:
-                    await self._deliver(sock, frames)
+        await self.manager.emit(event, data, namespace, target, skip_sid)
 
     async def _emit_with_ack(
         self, event: str, data: Any, to: str | None, namespace: str, callback: Callable[..., Any]
@@ -260,9 +245,9 @@ class Server:
             raise ValueError("an ack callback needs one connected sid of that namespace as target")
         pid = sock.next_ack
         sock.next_ack = pid + 1
-        frames = encode(Packet(PacketType.EVENT, namespace, [event, *_as_args(data)], pid))
+        frames = encode(Packet(PacketType.EVENT, namespace, [event, *as_args(data)], pid))
         sock.acks[pid] = callback
-        await self._deliver(sock, frames)
+        await self.deliver(sock.sid, frames)
         return sock, pid
 
     async def call(
@@ -286,7 +271,12 @@ class Server:
         finally:
             sock.acks.pop(pid, None)
 
-    async def _deliver(self, sock: _Socket, frames: list[str | bytes]) -> None:
+    async def deliver(self, sid: str, frames: list[str | bytes]) -> None:
+        """Send encoded frames to a socket of this process (the manager's way out); held while
+        its connect handler runs, so they follow the CONNECT reply. A sid not here is ignored."""
+        sock = self._sockets.get(sid)
+        if sock is None:
+            return
         if sock.held is not None:
             sock.held.extend(frames)
         else:
@@ -302,22 +292,17 @@ class Server:
     # -- rooms and sessions -------------------------------------------------------------------
 
     async def enter_room(self, sid: str, room: str, namespace: str = ROOT_NAMESPACE) -> None:
-        self._rooms[namespace].enter(sid, room)
+        await self.manager.enter_room(sid, room, namespace)
 
     async def leave_room(self, sid: str, room: str, namespace: str = ROOT_NAMESPACE) -> None:
-        self._rooms[namespace].leave(sid, room)
+        await self.manager.leave_room(sid, room, namespace)
 
     async def close_room(self, room: str, namespace: str = ROOT_NAMESPACE) -> None:
-        self._rooms[namespace].close(room)
+        await self.manager.close_room(room, namespace)
 
     def rooms(self, sid: str, namespace: str = ROOT_NAMESPACE) -> list[str]:
-        return self._rooms[namespace].rooms_of(sid)
-
-    def is_connected(self, sid: str, namespace: str = ROOT_NAMESPACE) -> bool:
-        """Whether ``sid`` is a socket of this process in ``namespace`` (its connect handler may
-        still be running): a client manager relays what concerns any other sid."""
-        sock = self._sockets.get(sid)
-        return sock is not None and sock.namespace == namespace
+        """The rooms ``sid`` is in (its own among them), as far as this process knows."""
+        return self.manager.rooms(sid, namespace)
 
     def engine_sid(self, sid: str, namespace: str = ROOT_NAMESPACE) -> str | None:
         """The Engine.IO session id of a socket of this process in ``namespace`` (None if there
@@ -346,7 +331,10 @@ class Server:
     # -- disconnecting ------------------------------------------------------------------------
 
     async def disconnect(self, sid: str, namespace: str = ROOT_NAMESPACE) -> None:
-        """Make ``sid`` leave ``namespace``; the Engine.IO session itself stays up."""
+        """Make ``sid`` leave ``namespace``; the Engine.IO session itself stays up. A sid of
+        another process is the manager's to reach."""
+        if not await self.manager.can_disconnect(sid, namespace):
+            return
         sock = self._sockets.get(sid)
         if sock is None or sock.namespace != namespace:
             return
@@ -356,6 +344,24 @@ class Server:
         await self._send(sock.eio_sid, encode(Packet(PacketType.DISCONNECT, namespace)))
         await self._drop(sock, self.reason.SERVER_DISCONNECT)
 
+    async def close_all(self) -> None:
+        """Close every Engine.IO session of this process (disconnect reason ``server
+        disconnect``); each close runs the disconnect handlers of its sockets before it returns.
+        A closed session, unlike a Socket.IO DISCONNECT, lets clients reconnect by themselves."""
+        reason = self.reason.SERVER_DISCONNECT
+        await asyncio.gather(
+            *(self.eio.close_session(eio_sid, reason) for eio_sid in list(self.eio.sockets))
+        )
+
+    def connection_counts(self) -> dict[str, int]:
+        """Open Engine.IO sessions by transport, ``polling`` or ``websocket`` (a session that
+        upgraded counts as websocket)."""
+        counts = dict.fromkeys(TRANSPORTS, 0)
+        for socket in list(self.eio.sockets.values()):
+            if not socket.closed:
+                counts["websocket" if socket.upgraded else "polling"] += 1
+        return counts
+
     async def shutdown(self) -> None:
         """Stop python-engineio's background monitor (call before stopping the web server)."""
         await self.eio.shutdown()
@@ -364,7 +370,7 @@ class Server:
         """Forget a socket; call the disconnect handler if it had connected (reason not None)."""
         if self._sockets.pop(sock.sid, None) is None:
             return
-        self._rooms[sock.namespace].remove_sid(sock.sid)
+        self.manager.remove_sid(sock.sid, sock.namespace)
         for ack in sock.acks.values():
             if isinstance(ack, _Call):
                 ack.fail()
@@ -467,7 +473,7 @@ class Server:
         sock = _Socket(sid, client.eio_sid, namespace)
         client.sockets[namespace] = sock
         self._sockets[sid] = sock
-        self._rooms[namespace].add_sid(sid)
+        self.manager.add_sid(sid, namespace)
         error = await self._run_connect_handler(sock, client.environ, pkt.data)
         if self._sockets.get(sid) is not sock:
             return  # the client went away (or was disconnected) while the handler ran
@@ -527,7 +533,7 @@ class Server:
             return
         if pid is not None and self._sockets.get(sock.sid) is sock:
             try:
-                frames = encode(Packet(PacketType.ACK, sock.namespace, _as_args(result), pid))
+                frames = encode(Packet(PacketType.ACK, sock.namespace, as_args(result), pid))
             except ProtocolError:
                 self.logger.exception("handler for %r returned an unencodable ack", event)
                 return

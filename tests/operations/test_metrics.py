@@ -109,7 +109,7 @@ def scraped_connections(body: str) -> dict[str, float]:
 async def test_connections_are_counted_by_transport(url: str, sio, connect: Connect) -> None:
     # this app's sockets alone: servers of earlier tests may still be collected globally
     collector = metrics.ConnectionsCollector()
-    collector.track(sio.eio)
+    collector.track(sio)
     assert collector.counts() == {"polling": 0, "websocket": 0}
     polling = await connect("polling")
     websocket = await connect("websocket")

@@ -16,7 +16,7 @@ import socketio
 from join_lesson.helpers import EVENT_TIMEOUT, LESSON, participant_token, request
 from node.client import NodeClient
 
-from protocol.redis_manager import DEFAULT_CHANNEL
+from protocol.redis_transport import DEFAULT_CHANNEL
 from server import SHUTDOWN_TIMEOUT
 
 from .helpers import (
@@ -177,7 +177,7 @@ async def test_invalid_messages_are_ignored_and_never_unpickled(
                 json.dumps({"method": "emit", "event": "x", "data": "no list", "room": LESSON}),
                 json.dumps(OUT_OF_RANGE_PLACEHOLDER),
             ]
-            with caplog.at_level(logging.WARNING, logger="protocol.redis_manager"):
+            with caplog.at_level(logging.WARNING, logger="protocol.relay"):
                 for raw in bad:
                     await redis.publish(DEFAULT_CHANNEL, raw)
                 await write_only.emit(SENTINEL, "after", room=LESSON)
@@ -196,7 +196,7 @@ async def test_the_listener_resubscribes_after_redis_comes_back(
 ):
     config = queue_config(config, redis_url)
     subscriptions = Subscriptions()
-    logger = logging.getLogger("protocol.redis_manager")
+    logger = logging.getLogger("protocol.redis_transport")
     logger.addHandler(subscriptions)
     previous = logger.level
     logger.setLevel(logging.INFO)

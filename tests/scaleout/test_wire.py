@@ -13,7 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from join_lesson.helpers import EVENT_TIMEOUT, LESSON
 
-from protocol.redis_manager import DEFAULT_CHANNEL, RedisManager
+from protocol import Server
+from protocol.redis_transport import DEFAULT_CHANNEL, RedisTransport
+from protocol.relay import RelayManager
 
 from .helpers import Listener, in_process, queue_config
 
@@ -64,12 +66,13 @@ def without_host(message: dict[str, Any]) -> dict[str, Any]:
 async def test_emit_messages_match_python_socketios(
     redis_url, write_only, data, room, skip_sid
 ) -> None:
-    ours = RedisManager(redis_url)
+    ours = RelayManager(RedisTransport(redis_url))
+    sio = Server(client_manager=ours)
     try:
         async with channel(redis_url) as (_, received):
             await write_only.emit("ev", data, room=room, skip_sid=skip_sid)
             theirs = await received.next()
-            await ours.publish_emit("ev", data, "/", room, skip_sid)
+            await sio.emit("ev", data, room=room, skip_sid=skip_sid)
             mine = await received.next()
     finally:
         await ours.stop()
