@@ -9,6 +9,7 @@ from web.lessons import (
     LESSON_ROUTE,
     STATIC_DIR,
     STATIC_URL,
+    AttendanceHandler,
     LessonHandler,
     LessonViewHandler,
 )
@@ -26,6 +27,8 @@ def routes(config: Config, reader: PresenceReader) -> list[tornado.web.URLSpec]:
         tornado.web.url(r"/lessons/([^/]+)", LessonHandler, {**admin, "reader": reader},
                         name=LESSON_ROUTE),
         tornado.web.url(r"/lessons/([^/]+)/view", LessonViewHandler, admin),
+        tornado.web.url(r"/lessons/([^/]+)/attendance\.csv", AttendanceHandler,
+                        {**admin, "reader": reader}),
         tornado.web.url(STATIC_URL + r"(.*)", tornado.web.StaticFileHandler,
                         {"path": str(STATIC_DIR)}),
     ]

@@ -64,7 +64,7 @@ async def test_one_bad_join_in_a_pipeline_does_not_fail_the_others(presence, red
     results = await presence.join_many([
         TeacherJoin("l", 2, "sid-1", "t-good"),
         TeacherJoin("l2", 2, "sid-2", "t-bad"),
-        ParticipantJoin("l", 2, "sid-3", "c1", "student"),
+        ParticipantJoin("l", 2, "sid-3", "c1", "student", "u1"),
     ])
 
     assert results[0] == JoinOutcome(seat_map_created=True, reconnect=False)
@@ -80,7 +80,7 @@ async def test_the_script_is_reloaded_after_a_script_flush(presence, redis_db):
     assert await presence.join(SeatsOnly("l", 1)) == JoinOutcome(True, False)
     redis_db.script_flush()
 
-    outcome = await presence.join(ParticipantJoin("l", 1, "sid", "c1", "student"))
+    outcome = await presence.join(ParticipantJoin("l", 1, "sid", "c1", "student", "u1"))
 
     assert outcome == JoinOutcome(seat_map_created=False, reconnect=False)
     assert redis_db.hget("c1", "sid") == "sid"

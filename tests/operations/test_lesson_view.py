@@ -46,11 +46,16 @@ async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect
     assert response.code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
-    assert json.loads(response.body) == {
+    body = json.loads(response.body)
+    (row,) = body.pop("roster")  # its own tests: tests/operations/test_roster.py
+    assert (row["user_id"], row["status"]) == ("s1", "present")
+    assert body == {
         "lesson_id": lesson,
         "teachers": [{"user_id": "t1", "sid": teacher.get_sid()}],
         "participants": [{"client_id": "c1", "sid": student.get_sid(), "role": "student"}],
         "seats": {**EMPTY_SEATS, "3": "c9"},
+        "seat_count": SEAT_COUNT,
+        "counts": {"enrolled": 1, "present": 1, "absent": 0, "left": 0},
     }
 
 
@@ -59,6 +64,8 @@ async def test_a_lesson_nobody_joined_is_empty(url: str) -> None:
     response = await get(url, "/lessons/nobody-here", BEARER)
     assert json.loads(response.body) == {
         "lesson_id": "nobody-here", "teachers": [], "participants": [], "seats": {},
+        "seat_count": None, "roster": [],
+        "counts": {"enrolled": 0, "present": 0, "absent": 0, "left": 0},
     }
 
 
