@@ -6,6 +6,7 @@ import tornado.web
 
 from config import Config
 from web.lessons import (
+    ATTENDANCE_ROUTE,
     LESSON_ROUTE,
     STATIC_DIR,
     STATIC_URL,
@@ -28,7 +29,7 @@ def routes(config: Config, reader: PresenceReader) -> list[tornado.web.URLSpec]:
                         name=LESSON_ROUTE),
         tornado.web.url(r"/lessons/([^/]+)/view", LessonViewHandler, admin),
         tornado.web.url(r"/lessons/([^/]+)/attendance\.csv", AttendanceHandler,
-                        {**admin, "reader": reader}),
+                        {**admin, "reader": reader}, name=ATTENDANCE_ROUTE),
         tornado.web.url(STATIC_URL + r"(.*)", tornado.web.StaticFileHandler,
                         {"path": str(STATIC_DIR)}),
     ]

@@ -2,7 +2,7 @@
 seating chart of it) and /lessons/{lesson_id}/attendance.csv (the roll call as a file).
 
 All are admin-only (see web.auth). The page is static HTML plus a script that polls the JSON
-endpoint every second: the simplest live view that works through any proxy, and whose state is
+endpoint twice a second: the simplest live view that works through any proxy, and whose state is
 always what Redis and PostgreSQL hold rather than a stream that could miss an update.
 """
 
@@ -26,8 +26,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 TEMPLATES = tornado.template.Loader(str(HERE / "templates"))
 STATIC_DIR = HERE / "static"
 STATIC_URL = "/static/"
-POLL_INTERVAL_MS = 1000
+POLL_INTERVAL_MS = 500
 LESSON_ROUTE = "lesson"
+ATTENDANCE_ROUTE = "attendance"
 HTTP_SERVICE_UNAVAILABLE = 503
 # The page loads only its own script and style, and talks only to this origin.
 PAGE_POLICY = (
@@ -95,7 +96,8 @@ class AttendanceHandler(LessonReadHandler):
 
 
 class LessonViewHandler(AdminPageHandler):
-    """The HTML page; its script (static/lesson_view.js) fills it from the JSON endpoint."""
+    """The HTML page, a seating chart; its script (static/lesson_view.js) fills it from the JSON
+    endpoint."""
 
     def get(self, lesson_id: str) -> None:
         lesson_id = _checked(lesson_id)
@@ -106,6 +108,7 @@ class LessonViewHandler(AdminPageHandler):
         page = TEMPLATES.load("lesson_view.html").generate(
             lesson_id=lesson_id,
             source=self.reverse_url(LESSON_ROUTE, lesson_id),
+            attendance=self.reverse_url(ATTENDANCE_ROUTE, lesson_id),
             static_url=STATIC_URL,
             poll_interval_ms=POLL_INTERVAL_MS,
         )

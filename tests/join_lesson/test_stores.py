@@ -8,7 +8,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from store.errors import StoreUnavailable
-from store.lessons import LessonSeat, LessonStore
+from store.lessons import Enrolment, LessonSeat, LessonStore
 from store.presence import (
     JoinOutcome,
     ParticipantJoin,
@@ -55,6 +55,16 @@ async def test_concurrent_lookups_each_get_their_own_answer(lessons):
     )
 
     assert results == [LessonSeat(3, 1), LessonSeat(2, 2), None]
+
+
+@pytest.mark.gen_test
+async def test_enrolment_is_every_student_attend_row_of_the_lesson(lessons, database):
+    with database.cursor() as cur:
+        cur.execute("INSERT INTO lesson VALUES ('empty', 5)")
+
+    assert await lessons.enrolment("a") == Enrolment(3, {"u1": 1, "u2": None})
+    assert await lessons.enrolment("empty") == Enrolment(5, {})
+    assert await lessons.enrolment("missing") is None
 
 
 @pytest.mark.gen_test

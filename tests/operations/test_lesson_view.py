@@ -8,27 +8,26 @@ import logging
 
 import pytest
 import redis
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import HTTPResponse
 
 import metrics
 from config import Config
 from tests.operations.conftest import (
     ADMIN_TOKEN,
+    BEARER,
     SEAT_COUNT,
     Connect,
+    admin_get,
     join,
     participant_token,
 )
 from web.auth import COOKIE_NAME
 
-BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EMPTY_SEATS = {str(seat): "" for seat in range(1, SEAT_COUNT + 1)}
 
 
 async def get(url: str, path: str, headers: dict[str, str] | None = None) -> HTTPResponse:
-    return await AsyncHTTPClient().fetch(
-        url + path, headers=headers, raise_error=False, follow_redirects=False
-    )
+    return await admin_get(url, path, headers)
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -123,7 +122,7 @@ async def test_reads_are_timed_and_an_outage_is_503_and_counted(url: str, redis_
     assert (await get(url, "/lessons/L", BEARER)).code == 200
 
 
-PROTECTED = ("/lessons/L", "/lessons/L/view")
+PROTECTED = ("/lessons/L", "/lessons/L/view", "/lessons/L/attendance.csv")
 
 
 @pytest.mark.parametrize("path", PROTECTED)
