@@ -81,8 +81,7 @@ local function leave(entries, sid)
   return cleared
 end
 
-
--- The roster (docs/redis-keys.md, "Roster"): one hash per lesson, rollcall:roster:{lesson_id},
+-- The roster (docs/redis-keys.md, "rollcall's own bookkeeping"): one hash per lesson, rollcall:roster:{lesson_id},
 -- whose field {user_id} holds that participant's record as JSON:
 --   {"sid": the live connection holding it, '' once none does; "client_id": of the last join;
 --    "first": "last": Redis TIME in ms of the first join and of the last change; "joins": the
