@@ -7,7 +7,7 @@ NODE_INSTALLED := tests/node/node_modules/.installed
 # The demo's token secret, used by `make run` and `make demo` unless ACCESS_TOKEN_SECRET is set.
 export ACCESS_TOKEN_SECRET ?= demo-secret-for-make-run-never-for-production
 
-.PHONY: run test lint demo bench clean
+.PHONY: run test lint demo bench screenshots clean
 
 run: $(INSTALLED)
 	@scripts/run.sh $(ARGS)
@@ -21,6 +21,11 @@ demo: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) bench/protocol_bench.py
 	$(PY) bench/join_bench.py
+
+# The lesson page as docs/operations.md shows it, at a phone's and a desktop's width.
+screenshots: $(INSTALLED) $(NODE_INSTALLED)
+	@ROLLCALL_SCREENSHOT_DIR=$(CURDIR)/docs/images scripts/test.sh \
+		tests/operations/test_lesson_page.py -k screenshots -q
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

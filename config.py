@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import logs
 from logs import LOG_FORMATS
+from store.roster import ROSTER_TTL
 
 ROLE_TEACHER = "teacher"
 #: --teacher-auth: `token` (a teacher's join carries its own teacher token) or `none` (the design
@@ -29,6 +30,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EVENT_LOOPS = ("uvloop", "asyncio")
 ADMIN_TOKEN_MIN_LENGTH = 16
 MAX_JOIN_RATE = 1000.0
+MAX_ROSTER_TTL = 366 * 86400
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -60,6 +62,7 @@ class Config:
     join_burst: int = 10
     max_connections_per_ip: int = 50
     message_queue: str | None = None
+    roster_ttl: int = ROSTER_TTL
 
 
 def _positive_float(text: str) -> float:
@@ -297,6 +300,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         _url(("redis", "rediss", "unix"), optional=True),
         "Redis whose pub/sub relays emits, room changes and disconnects between processes "
         "(python-socketio's AsyncRedisManager format, channel 'socketio'); one process without it",
+    ),
+    (
+        "--roster-ttl",
+        "ROLLCALL_ROSTER_TTL",
+        _int_in(0, MAX_ROSTER_TTL),
+        "seconds a lesson's roster (who joined, when, who left) outlives its last change; "
+        "0 turns the roster off",
     ),
 )
 

@@ -57,7 +57,9 @@ class Services:
     @classmethod
     async def open(cls, config: Config) -> Services:
         lessons = await LessonStore.open(config.database_url, config.store_timeout)
-        presence = PresenceStore.open(config.redis_url, config.store_timeout, config.key_prefix)
+        presence = PresenceStore.open(
+            config.redis_url, config.store_timeout, config.key_prefix, config.roster_ttl
+        )
         return cls(lessons=lessons, presence=presence, tracker=Tracker.from_config(config))
 
     async def check(self) -> dict[str, str | None]:
@@ -138,7 +140,7 @@ def build(config: Config, services: Services) -> Rollcall:
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
             (r"/healthz", HealthHandler, {"services": services}),
-            *web.routes(config, PresenceReader(services.presence)),
+            *web.routes(config, PresenceReader(services.presence, services.lessons)),
         ],
         websocket_max_message_size=config.max_payload,
     )

@@ -150,7 +150,8 @@ class JoinLesson:
                 join = TeacherJoin(request.lesson_id, lesson.seat_count, sid, request.user_id)
             elif client_id is not None:
                 join = ParticipantJoin(
-                    request.lesson_id, lesson.seat_count, sid, client_id, request.role
+                    request.lesson_id, lesson.seat_count, sid, client_id, request.role,
+                    request.user_id,
                 )
             else:
                 join = SeatsOnly(request.lesson_id, lesson.seat_count, sid)
@@ -181,7 +182,7 @@ class JoinLesson:
         """Run the join script, keeping `record.held` a superset of what Redis may hold for the
         sid at every await (the caller holds `record.lock`)."""
         leaving = record.leaving(join.lesson_id)
-        written = frozenset() if join.entry is None else frozenset({join.entry})
+        written = frozenset(join.entries)
         before = record.held
         record.held = before | written  # before the script is sent: see handlers/presence.py
         try:

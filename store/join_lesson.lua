@@ -13,6 +13,8 @@
 -- ARGV[1] mode, ARGV[2] seat_count, ARGV[3] sid, ARGV[4] TTL in seconds of the TTL'd keys.
 -- Then, after the keys and arguments above, the leaving list of presence_lib.lua: what this sid
 -- held before, cleared first where it still holds it (a socket switching lessons).
+-- Last, the roster (presence_lib.lua): KEYS[#KEYS] rollcall:roster:{lesson_id};
+-- ARGV[#ARGV - 1] its TTL in seconds (0: roster off), ARGV[#ARGV] the participant's user_id.
 --
 -- Returns {seat_map_created, client_key_existed}, each 0 or 1.
 --
@@ -32,8 +34,10 @@ if mode == 'seats' then
 elseif mode ~= 'teacher' and mode ~= 'participant' then
   return redis.error_reply('ERR join_lesson: unknown mode ' .. tostring(mode))
 end
-local leaving = leaving_entries(join_keys + 1, join_args + 1)
-if leaving == nil or #ARGV < join_args or seat_count == nil or ttl == nil then
+local roster_key, roster_ttl, roster_user = KEYS[#KEYS], tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV]
+local leaving, leaving_roster = leaving_entries(join_keys + 1, join_args + 1, #KEYS - 1, #ARGV - 2)
+if leaving == nil or #KEYS < join_keys + 1 or #ARGV < join_args + 2 or seat_count == nil
+    or ttl == nil or roster_ttl == nil then
   return redis.error_reply('ERR join_lesson: bad arguments')
 end
 
@@ -43,6 +47,7 @@ if refused then
 end
 
 leave(leaving, sid)
+roster_leave_all(leaving_roster, sid, roster_ttl)
 
 local created = 0
 if seat_count >= 1 and redis.call('EXISTS', KEYS[1]) == 0 then
@@ -71,6 +76,7 @@ elseif mode == 'participant' then
   redis.call('HSET', KEYS[2], 'sid', sid, 'client_id', ARGV[5], 'role', ARGV[6])
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('HSET', KEYS[3], ARGV[5], sid)
+  roster_join(roster_key, roster_user, ARGV[5], sid, roster_ttl)
 end
 
 return {created, existed}

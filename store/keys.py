@@ -15,6 +15,8 @@ STUDENTS_KEY = "lesson_student_{lesson_id}"
 
 #: Every bookkeeping key of rollcall's own starts with this (after `--key-prefix`).
 BOOKKEEPING_PREFIX = "rollcall:"
+#: One hash per lesson: field `{user_id}` -> that participant's roster record (store/roster.py).
+ROSTER_KEY = BOOKKEEPING_PREFIX + "roster:{lesson_id}"
 
 #: The one list of prefixes that no `{user_id}` or `{client_id}` may start with.
 RESERVED_PREFIXES = (

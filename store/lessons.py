@@ -29,6 +29,15 @@ LEFT JOIN student_attend sa ON sa.lesson_id = l.id AND sa.student_id = q.user_id
 ORDER BY q.i
 """
 
+# The lesson and every student_attend row of it (the roster view): one row per student, or one
+# row with a NULL student_id for a lesson nobody is enrolled in, or none for no lesson.
+ENROLMENT_QUERY = """
+SELECT l.seat_count, sa.student_id, sa.seat
+FROM lesson l
+LEFT JOIN student_attend sa ON sa.lesson_id = l.id
+WHERE l.id = %s
+"""
+
 
 @dataclass(frozen=True)
 class LessonSeat:
@@ -36,6 +45,14 @@ class LessonSeat:
 
     seat_count: int
     seat: int | None
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Who is expected in a lesson: its size, and each enrolled student's seat (None: no seat)."""
+
+    seat_count: int
+    seats: dict[str, int | None]
 
 
 class LessonStore:
@@ -81,6 +98,17 @@ class LessonStore:
             None if seat_count is None else LessonSeat(seat_count, seat)
             for _, seat_count, seat in rows
         ]
+
+    async def enrolment(self, lesson_id: str) -> Enrolment | None:
+        """The lesson's seat_count and every student_attend row of it; None when there is no
+        such lesson. One query, not batched: the admin views ask for it, not the joins."""
+        rows = await self._fetchall(ENROLMENT_QUERY, (lesson_id,))
+        if not rows:
+            return None
+        return Enrolment(
+            seat_count=rows[0][0],
+            seats={student: seat for _, student, seat in rows if student is not None},
+        )
 
     async def _fetchall(self, query: str, params: tuple) -> list[tuple]:
         try:

@@ -4,6 +4,7 @@ The keys, their types and TTLs are documented in docs/redis-keys.md; the writes 
 store/join_lesson.lua, run once per join so that each join is atomic on its own, and
 store/leave_lesson.lua, run once per disconnect. The joins (and the leaves) that arrive together
 are sent as one pipeline of EVALSHA calls (one round trip), and each gets its own outcome from it.
+The same script runs keep each lesson's roster (store/roster.py), rollcall's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import metrics
 from store.coalesce import Coalescer
 from store.errors import StoreUnavailable
-from store.keys import SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
+from store.keys import ROSTER_KEY, SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
+from store.roster import ROSTER_TTL
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
@@ -55,6 +57,7 @@ MODE_SEATS = "seats"
 # Kinds of a leaving list (presence_lib.lua).
 KIND_TEACHER = "teacher"
 KIND_PARTICIPANT = "participant"
+KIND_ROSTER = "roster"
 NO_SUCCESSOR = ""
 
 
@@ -75,7 +78,16 @@ class ParticipantEntry:
     client_id: str
 
 
-Entry = TeacherEntry | ParticipantEntry
+@dataclass(frozen=True)
+class RosterEntry:
+    """A participant's roster record: field `{user_id}` of rollcall:roster:{lesson_id}, held by
+    the sid of its last join (presence_lib.lua)."""
+
+    lesson_id: str
+    user_id: str
+
+
+Entry = TeacherEntry | ParticipantEntry | RosterEntry
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,9 @@ class TeacherJoin:
     successors: tuple[str, ...] = ()
 
     @property
-    def entry(self) -> Entry:
-        return TeacherEntry(self.lesson_id, self.user_id)
+    def entries(self) -> tuple[Entry, ...]:
+        """What the join writes that the sid then holds (teachers are not roster entries)."""
+        return (TeacherEntry(self.lesson_id, self.user_id),)
 
 
 @dataclass(frozen=True)
@@ -104,12 +117,18 @@ class ParticipantJoin:
     sid: str
     client_id: str
     role: str
+    #: the request's user_id (student_attend's student_id): whose roster record the join keeps
+    user_id: str
     leaving: tuple[Entry, ...] = ()
     successors: tuple[str, ...] = ()
 
     @property
-    def entry(self) -> Entry:
-        return ParticipantEntry(self.lesson_id, self.client_id)
+    def entries(self) -> tuple[Entry, ...]:
+        """What the join writes that the sid then holds."""
+        return (
+            ParticipantEntry(self.lesson_id, self.client_id),
+            RosterEntry(self.lesson_id, self.user_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -124,8 +143,9 @@ class SeatsOnly:
     successors: tuple[str, ...] = ()
 
     @property
-    def entry(self) -> None:
-        return None
+    def entries(self) -> tuple[Entry, ...]:
+        """Nothing: a participant without a token holds neither presence nor a roster record."""
+        return ()
 
 
 Join = TeacherJoin | ParticipantJoin | SeatsOnly
@@ -153,26 +173,38 @@ class Leave:
 @dataclass(frozen=True)
 class LessonKeys:
     """The presence hashes of one lesson as read: lesson_teacher_, lesson_student_ and
-    lesson_seat_, and the {client_id} hash of each student (empty once it has expired)."""
+    lesson_seat_, the {client_id} hash of each student (empty once it has expired), and the
+    lesson's roster hash (raw: store.roster parses it)."""
 
     teachers: dict[str, str]
     students: dict[str, str]
     seats: dict[str, str]
     profiles: dict[str, dict[str, str]]
+    roster: dict[str, str]
 
 
 class PresenceStore:
-    """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md)."""
+    """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md), and the
+    lessons' rosters; `roster_ttl` 0 turns the roster off."""
 
-    def __init__(self, client: aioredis.Redis, timeout: float, key_prefix: str = "") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        timeout: float,
+        key_prefix: str = "",
+        roster_ttl: int = ROSTER_TTL,
+    ) -> None:
         self._redis = client
         self._timeout = timeout
         self._prefix = key_prefix
+        self.roster_ttl = roster_ttl
         self._joins: Coalescer[Join, JoinOutcome] = Coalescer(self.join_many)
         self._leaves: Coalescer[Leave, int] = Coalescer(self.leave_many)
 
     @classmethod
-    def open(cls, url: str, timeout: float, key_prefix: str = "") -> PresenceStore:
+    def open(
+        cls, url: str, timeout: float, key_prefix: str = "", roster_ttl: int = ROSTER_TTL
+    ) -> PresenceStore:
         client = aioredis.Redis.from_url(
             url,
             decode_responses=True,
@@ -183,7 +215,7 @@ class PresenceStore:
             # when they are checked out.
             retry=Retry(NoBackoff(), 0),
         )
-        return cls(client, timeout, key_prefix)
+        return cls(client, timeout, key_prefix, roster_ttl)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers PING in time."""
@@ -219,7 +251,7 @@ class PresenceStore:
         calls = []
         for leave in leaves:
             keys, argv = self._leaving(leave.entries, leave.successors)
-            calls.append((str(len(keys)), *keys, leave.sid, *argv))
+            calls.append((str(len(keys)), *keys, leave.sid, *argv, str(self.roster_ttl)))
         return await self._run_script(LEAVE_SCRIPT, calls)
 
     async def _run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
@@ -253,6 +285,9 @@ class PresenceStore:
             if isinstance(entry, TeacherEntry):
                 keys.append(self.key(TEACHER_KEY.format(lesson_id=entry.lesson_id)))
                 argv += (KIND_TEACHER, entry.user_id, successor)
+            elif isinstance(entry, RosterEntry):
+                keys.append(self.key(ROSTER_KEY.format(lesson_id=entry.lesson_id)))
+                argv += (KIND_ROSTER, entry.user_id, successor)
             else:
                 keys += (
                     self.key(STUDENTS_KEY.format(lesson_id=entry.lesson_id)),
@@ -264,6 +299,7 @@ class PresenceStore:
     def _script_call(self, join: Join) -> tuple[str, ...]:
         """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua)."""
         seat_key = self.key(SEAT_KEY.format(lesson_id=join.lesson_id))
+        roster_user = join.user_id if isinstance(join, ParticipantJoin) else ""
         if isinstance(join, TeacherJoin):
             keys = (
                 seat_key,
@@ -297,11 +333,14 @@ class PresenceStore:
             argv = (MODE_SEATS, join.seat_count, join.sid, PRESENCE_TTL)
         leaving_keys, leaving_argv = self._leaving(join.leaving, join.successors)
         return (
-            str(len(keys) + len(leaving_keys)),
+            str(len(keys) + len(leaving_keys) + 1),
             *keys,
             *leaving_keys,
+            self.key(ROSTER_KEY.format(lesson_id=join.lesson_id)),
             *(str(arg) for arg in argv),
             *leaving_argv,
+            str(self.roster_ttl),
+            roster_user,
         )
 
     async def read_lesson(self, lesson_id: str) -> LessonKeys:
@@ -311,7 +350,8 @@ class PresenceStore:
                 pipe.hgetall(self.key(TEACHER_KEY.format(lesson_id=lesson_id)))
                 pipe.hgetall(self.key(STUDENTS_KEY.format(lesson_id=lesson_id)))
                 pipe.hgetall(self.key(SEAT_KEY.format(lesson_id=lesson_id)))
-                teachers, students, seats = await pipe.execute()
+                pipe.hgetall(self.key(ROSTER_KEY.format(lesson_id=lesson_id)))
+                teachers, students, seats, roster = await pipe.execute()
             profiles: dict[str, dict[str, str]] = {}
             if students:
                 client_ids = sorted(students)
@@ -319,7 +359,7 @@ class PresenceStore:
                     for client_id in client_ids:
                         pipe.hgetall(self.key(client_id))
                     profiles = dict(zip(client_ids, await pipe.execute(), strict=True))
-        return LessonKeys(teachers, students, seats, profiles)
+        return LessonKeys(teachers, students, seats, profiles, roster)
 
     def key(self, name: str) -> str:
         """The Redis key of `name`, with the configured prefix (empty by default)."""

@@ -25,6 +25,7 @@ EVERY_FLAG = (
     "--ping-timeout",
     "--max-payload",
     "--log-level",
+    "--roster-ttl",
 )
 
 
@@ -92,6 +93,9 @@ def test_empty_optional_values_mean_off() -> None:
         (["--event-loop", "trio"], {}, "--event-loop"),
         ([], {"ROLLCALL_EVENT_LOOP": "trio"}, "--event-loop"),
         (["--no-such-flag"], {}, "--no-such-flag"),
+        (["--roster-ttl", "-1"], {}, "--roster-ttl"),
+        ([], {"ROLLCALL_ROSTER_TTL": "1d"}, "--roster-ttl"),
+        (["--roster-ttl", "31622401"], {}, "--roster-ttl"),
     ],
 )
 def test_invalid_value_exits_2_with_one_line_naming_the_flag(
@@ -134,3 +138,9 @@ def test_server_exits_2_on_a_bad_environment_value() -> None:
     assert result.stderr.strip().splitlines() == [
         "server.py: error: argument --ping-timeout: expected a number of seconds, got 'never'"
     ]
+
+
+def test_the_roster_ttl_falls_back_to_the_environment_and_zero_turns_it_off() -> None:
+    assert Config().roster_ttl == 86400
+    assert parse_config([], environ={"ROLLCALL_ROSTER_TTL": "3600"}).roster_ttl == 3600
+    assert parse_config(["--roster-ttl", "0"], environ={}).roster_ttl == 0

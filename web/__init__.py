@@ -6,9 +6,11 @@ import tornado.web
 
 from config import Config
 from web.lessons import (
+    ATTENDANCE_ROUTE,
     LESSON_ROUTE,
     STATIC_DIR,
     STATIC_URL,
+    AttendanceHandler,
     LessonHandler,
     LessonViewHandler,
 )
@@ -26,6 +28,8 @@ def routes(config: Config, reader: PresenceReader) -> list[tornado.web.URLSpec]:
         tornado.web.url(r"/lessons/([^/]+)", LessonHandler, {**admin, "reader": reader},
                         name=LESSON_ROUTE),
         tornado.web.url(r"/lessons/([^/]+)/view", LessonViewHandler, admin),
+        tornado.web.url(r"/lessons/([^/]+)/attendance\.csv", AttendanceHandler,
+                        {**admin, "reader": reader}, name=ATTENDANCE_ROUTE),
         tornado.web.url(STATIC_URL + r"(.*)", tornado.web.StaticFileHandler,
                         {"path": str(STATIC_DIR)}),
     ]

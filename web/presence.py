@@ -1,4 +1,5 @@
-"""Reads one lesson's live presence back from the Redis keys that join_lesson writes.
+"""Reads one lesson's live presence back from the Redis keys that join_lesson writes, and its roll
+call: the enrolment in PostgreSQL against the roster records in Redis.
 
 The admin view shows exactly what the platform's other services would read, so it reads the
 same keys (named in store.presence) rather than any in-process state: with several rollcall
@@ -7,9 +8,18 @@ processes behind a load balancer, any one of them shows the whole lesson.
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 from dataclasses import dataclass
 
-from store.presence import PresenceStore
+from store.lessons import Enrolment, LessonStore
+from store.presence import LessonKeys, PresenceStore
+from store.roster import RosterRecord, parse_roster
+
+PRESENT = "present"
+ABSENT = "absent"
+LEFT = "left"
+STATUSES = (PRESENT, ABSENT, LEFT)
 
 
 @dataclass(frozen=True)
@@ -28,11 +38,73 @@ class Participant:
 
 
 @dataclass(frozen=True)
+class RosterRow:
+    """One line of the roll call: an enrolled student, or a participant who joined without being
+    enrolled."""
+
+    user_id: str
+    seat: int | None
+    enrolled: bool
+    status: str
+    client_id: str | None
+    first_joined_at: datetime.datetime | None
+    last_seen_at: datetime.datetime | None
+    reconnects: int
+
+    #: the fields, in the order of the JSON object and of the CSV columns
+    FIELDS = (
+        "user_id", "seat", "enrolled", "status", "client_id",
+        "first_joined_at", "last_seen_at", "reconnects",
+    )
+
+    @classmethod
+    def of(cls, user_id: str, seat: int | None, enrolled: bool,
+           record: RosterRecord | None) -> RosterRow:
+        if record is None:
+            return cls(user_id, seat, enrolled, ABSENT, None, None, None, 0)
+        return cls(
+            user_id, seat, enrolled, PRESENT if record.live else LEFT, record.client_id,
+            record.first_joined_at, record.last_seen_at, record.joins - 1,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "user_id": self.user_id,
+            "seat": self.seat,
+            "enrolled": self.enrolled,
+            "status": self.status,
+            "client_id": self.client_id,
+            "first_joined_at": _iso(self.first_joined_at),
+            "last_seen_at": _iso(self.last_seen_at),
+            "reconnects": self.reconnects,
+        }
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
 class LessonPresence:
     lesson_id: str
     teachers: list[Teacher]
     participants: list[Participant]
     seats: dict[str, str]
+    #: from the `lesson` row; None when PostgreSQL has no such lesson
+    seat_count: int | None
+    #: enrolled students first (by seat, unseated last), then the others; None: roster off
+    roster: list[RosterRow] | None
+
+    def counts(self) -> dict[str, int] | None:
+        """How many enrolled students are present, absent and left (they add up to enrolled);
+        participants who are not enrolled are not counted."""
+        if self.roster is None:
+            return None
+        enrolled = [row for row in self.roster if row.enrolled]
+        counts = {"enrolled": len(enrolled)}
+        for status in STATUSES:
+            counts[status] = sum(row.status == status for row in enrolled)
+        return counts
 
     def as_json(self) -> dict[str, object]:
         """The document GET /lessons/{lesson_id} answers."""
@@ -43,6 +115,9 @@ class LessonPresence:
                 {"client_id": p.client_id, "sid": p.sid, "role": p.role} for p in self.participants
             ],
             "seats": self.seats,
+            "seat_count": self.seat_count,
+            "roster": None if self.roster is None else [row.as_json() for row in self.roster],
+            "counts": self.counts(),
         }
 
 
@@ -51,15 +126,49 @@ def _seat_order(seat: str) -> tuple[int, int | str]:
     return (0, int(seat)) if seat.isdigit() else (1, seat)
 
 
-class PresenceReader:
-    """Reads the presence of one lesson back from the keys PresenceStore writes."""
+def roll_call(enrolment: Enrolment | None, records: dict[str, RosterRecord]) -> list[RosterRow]:
+    """Every enrolled student (by seat, those without one last), then everyone who joined
+    without being enrolled (by user_id)."""
+    seats = {} if enrolment is None else enrolment.seats
+    enrolled = sorted(
+        seats.items(), key=lambda item: (item[1] is None, item[1] or 0, item[0])
+    )
+    rows = [RosterRow.of(user_id, seat, True, records.get(user_id)) for user_id, seat in enrolled]
+    rows += [
+        RosterRow.of(user_id, None, False, records[user_id])
+        for user_id in sorted(records) if user_id not in seats
+    ]
+    return rows
 
-    def __init__(self, store: PresenceStore) -> None:
+
+class PresenceReader:
+    """Reads the presence of one lesson back from the keys PresenceStore writes, and its roll call
+    from those and the enrolment."""
+
+    def __init__(self, store: PresenceStore, lessons: LessonStore) -> None:
         self._store = store
+        self._lessons = lessons
 
     async def lesson(self, lesson_id: str) -> LessonPresence:
-        """The lesson's teachers, participants and seat map; empty when nobody has joined."""
-        keys = await self._store.read_lesson(lesson_id)
+        """The lesson's teachers, participants, seat map and roll call; empty when nobody has
+        joined. One Redis read (two round trips) and one PostgreSQL query, concurrently;
+        StoreUnavailable if either does not answer."""
+        keys, enrolment = await asyncio.gather(
+            self._store.read_lesson(lesson_id),
+            self._lessons.enrolment(lesson_id),
+            return_exceptions=True,
+        )
+        for result in (keys, enrolment):
+            if isinstance(result, BaseException):
+                raise result  # Redis's first when both fail
+        assert isinstance(keys, LessonKeys) and not isinstance(enrolment, BaseException)
+        return self._presence(lesson_id, keys, enrolment)
+
+    def _presence(self, lesson_id: str, keys: LessonKeys,
+                  enrolment: Enrolment | None) -> LessonPresence:
+        roster = None
+        if self._store.roster_ttl:
+            roster = roll_call(enrolment, parse_roster(keys.roster))
         return LessonPresence(
             lesson_id=lesson_id,
             teachers=[Teacher(user_id, sid) for user_id, sid in sorted(keys.teachers.items())],
@@ -68,4 +177,6 @@ class PresenceReader:
                 for client_id, profile in keys.profiles.items()
             ],
             seats={seat: keys.seats[seat] for seat in sorted(keys.seats, key=_seat_order)},
+            seat_count=None if enrolment is None else enrolment.seat_count,
+            roster=roster,
         )

@@ -99,7 +99,7 @@ async def test_key_prefix_applies_to_every_key(connect, lesson, redis_db, varian
     assert set(snapshot(redis_db)) == {
         PREFIX + key
         for key in (f"lesson_seat_{LESSON}", f"lesson_teacher_{LESSON}",
-                    f"lesson_student_{LESSON}", "t1", "c1")
+                    f"lesson_student_{LESSON}", "t1", "c1", f"rollcall:roster:{LESSON}")
     }
     assert redis_db.hgetall(PREFIX + "c1")["sid"] == client.sid
     assert redis_db.hgetall(f"{PREFIX}lesson_student_{LESSON}") == {"c1": client.sid}

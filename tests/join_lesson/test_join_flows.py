@@ -8,7 +8,9 @@ import logging
 import pytest
 
 from logs import TextFormatter
+from store.keys import ROSTER_KEY
 from store.presence import PRESENCE_TTL
+from store.roster import ROSTER_TTL, parse_record
 
 from .conftest import MIXPANEL_TOKEN
 from .helpers import (
@@ -25,6 +27,7 @@ SUCCESS = {"status": "SUCCESS", "data": {}}
 SEAT_KEY = f"lesson_seat_{LESSON}"
 TEACHER_KEY = f"lesson_teacher_{LESSON}"
 STUDENTS_KEY = f"lesson_student_{LESSON}"
+ROSTER = ROSTER_KEY.format(lesson_id=LESSON)
 EMPTY_SEAT_MAP = {str(seat): "" for seat in range(1, SEATS + 1)}
 # A TTL read back a moment after the write: at most a few seconds below the one set.
 TTL_SLACK = 5
@@ -73,12 +76,19 @@ async def test_participant_join_writes_exactly_the_participant_keys(
 
     assert ack == SUCCESS
     state = snapshot(redis_db)
-    assert set(state) == {SEAT_KEY, "c1", STUDENTS_KEY}
+    assert set(state) == {SEAT_KEY, "c1", STUDENTS_KEY, ROSTER}
     assert state[SEAT_KEY] == ("hash", EMPTY_SEAT_MAP, -1)
     kind, value, ttl = state["c1"]
     assert (kind, value) == ("hash", {"sid": client.sid, "client_id": "c1", "role": "student"})
     assert_fresh_ttl(ttl)
     assert state[STUDENTS_KEY] == ("hash", {"c1": client.sid}, -1)
+    # rollcall's own roster record of the request's user_id, in the same script run
+    kind, value, ttl = state[ROSTER]
+    assert (kind, list(value)) == ("hash", ["u1"])
+    record = parse_record("u1", value["u1"])
+    assert record is not None
+    assert (record.sid, record.client_id, record.joins) == (client.sid, "c1", 1)
+    assert ROSTER_TTL - TTL_SLACK <= ttl <= ROSTER_TTL
     assert LESSON in sio.rooms(client.sid)
     assert await sio.get_session(client.sid) == {"seat": 7, "client_id": "c1", "role": "student"}
     await services.tracker.drain()

@@ -8,7 +8,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from store.errors import StoreUnavailable
-from store.lessons import LessonSeat, LessonStore
+from store.lessons import Enrolment, LessonSeat, LessonStore
 from store.presence import (
     JoinOutcome,
     ParticipantJoin,
@@ -58,13 +58,23 @@ async def test_concurrent_lookups_each_get_their_own_answer(lessons):
 
 
 @pytest.mark.gen_test
+async def test_enrolment_is_every_student_attend_row_of_the_lesson(lessons, database):
+    with database.cursor() as cur:
+        cur.execute("INSERT INTO lesson VALUES ('empty', 5)")
+
+    assert await lessons.enrolment("a") == Enrolment(3, {"u1": 1, "u2": None})
+    assert await lessons.enrolment("empty") == Enrolment(5, {})
+    assert await lessons.enrolment("missing") is None
+
+
+@pytest.mark.gen_test
 async def test_one_bad_join_in_a_pipeline_does_not_fail_the_others(presence, redis_db):
     redis_db.set("t-bad", "a string")
 
     results = await presence.join_many([
         TeacherJoin("l", 2, "sid-1", "t-good"),
         TeacherJoin("l2", 2, "sid-2", "t-bad"),
-        ParticipantJoin("l", 2, "sid-3", "c1", "student"),
+        ParticipantJoin("l", 2, "sid-3", "c1", "student", "u1"),
     ])
 
     assert results[0] == JoinOutcome(seat_map_created=True, reconnect=False)
@@ -80,7 +90,7 @@ async def test_the_script_is_reloaded_after_a_script_flush(presence, redis_db):
     assert await presence.join(SeatsOnly("l", 1)) == JoinOutcome(True, False)
     redis_db.script_flush()
 
-    outcome = await presence.join(ParticipantJoin("l", 1, "sid", "c1", "student"))
+    outcome = await presence.join(ParticipantJoin("l", 1, "sid", "c1", "student", "u1"))
 
     assert outcome == JoinOutcome(seat_map_created=False, reconnect=False)
     assert redis_db.hget("c1", "sid") == "sid"

@@ -12,6 +12,8 @@ import tornado.httpclient
 import tornado.websocket
 from join_lesson.helpers import EVENT_TIMEOUT, snapshot
 
+from store.keys import BOOKKEEPING_PREFIX
+
 RECORD_SEPARATOR = "\x1e"
 
 
@@ -93,9 +95,14 @@ class SilentPollingClient:
 
 
 def presence(db: Any) -> dict[str, tuple[Any, bool]]:
-    """Every key of the database with its value and whether it has a TTL: exact states to compare
-    (TTLs themselves tick)."""
-    return {key: (value, ttl > 0) for key, (_kind, value, ttl) in snapshot(db).items()}
+    """Every presence key of the database (rollcall's own bookkeeping, such as the rosters, has
+    tests of its own) with its value and whether it has a TTL: exact states to compare (TTLs
+    themselves tick)."""
+    return {
+        key: (value, ttl > 0)
+        for key, (_kind, value, ttl) in snapshot(db).items()
+        if not key.startswith(BOOKKEEPING_PREFIX)
+    }
 
 
 class RawWebSocketClient:

@@ -185,27 +185,52 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for_text(self, text: str, timeout_ms: int) -> str:
-        """The page's visible text once it contains `text`: a MutationObserver in the page
-        resolves as soon as it does, so nothing polls."""
+        """The page's visible text once it contains `text`."""
+        return await self.wait_for(
+            f"document.body && document.body.innerText.includes({json.dumps(text)})",
+            "document.body ? document.body.innerText : ''",
+            timeout_ms,
+        )
+
+    async def wait_for(self, condition: str, shown: str, timeout_ms: int) -> Any:
+        """The value of the expression `shown` once the expression `condition` holds: a
+        MutationObserver in the page checks it after every change, so nothing polls. On timeout
+        the error says what `shown` was."""
         return await self.evaluate(f"""new Promise((resolve, reject) => {{
-            const wanted = {json.dumps(text)};
-            const shown = () => document.body ? document.body.innerText : "";
-            if (shown().includes(wanted)) return resolve(shown());
+            const holds = () => {condition};
+            const shown = () => {shown};
+            if (holds()) return resolve(shown());
             const timer = setTimeout(() => {{
                 observer.disconnect();
-                reject(new Error("timed out waiting for " + wanted + "; page shows: " + shown()));
+                reject(new Error("timed out waiting for " + {json.dumps(condition)}
+                                 + "; the page shows: " + JSON.stringify(shown())));
             }}, {timeout_ms});
             const observer = new MutationObserver(() => {{
-                if (shown().includes(wanted)) {{
+                if (holds()) {{
                     observer.disconnect(); clearTimeout(timer); resolve(shown());
                 }}
             }});
-            observer.observe(document, {{subtree: true, childList: true, characterData: true}});
+            observer.observe(document, {{
+                subtree: true, childList: true, characterData: true, attributes: true,
+            }});
         }})""")
 
-    async def screenshot(self, path: pathlib.Path) -> None:
-        """Save what the tab shows as a PNG (kept next to a failing test's output)."""
-        data = await self.send("Page.captureScreenshot", {"format": "png"})
+    async def set_viewport(self, width: int, height: int, scale: float = 1) -> None:
+        """Lay the page out as on a screen of `width` x `height` CSS pixels (a phone, a desktop)."""
+        await self.send("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": scale, "mobile": width < 600,
+        })
+
+    async def screenshot(self, path: pathlib.Path, full_page: bool = False) -> None:
+        """Save what the tab shows as a PNG (kept next to a failing test's output); `full_page`
+        takes the whole page, beyond the viewport."""
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            size = (await self.send("Page.getLayoutMetrics"))["cssContentSize"]
+            params["captureBeyondViewport"] = True
+            params["clip"] = {"x": 0, "y": 0, "width": size["width"],
+                              "height": size["height"], "scale": 1}
+        data = await self.send("Page.captureScreenshot", params)
         await asyncio.to_thread(path.write_bytes, base64.b64decode(data["data"]))
 
 

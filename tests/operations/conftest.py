@@ -1,5 +1,5 @@
-"""Fixtures of the operations tests: the real app with an admin token, a lesson row, and
-participants that really join it over python-socketio."""
+"""Fixtures of the operations tests: the real app with an admin token, lesson rows, and
+participants that really join them over python-socketio."""
 
 from __future__ import annotations
 
@@ -10,14 +10,23 @@ from collections.abc import Awaitable, Callable, Iterator
 import psycopg2
 import pytest
 import socketio
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from config import Config
 from tests.conftest import TEST_TOKEN_SECRET
 from tests.join_lesson import helpers as tokens
+from tests.lifecycle.conftest import server_events  # noqa: F401 - a fixture, reused as it is
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LESSON = "lesson-ops"
 SEAT_COUNT = 4
+#: the roll call of the issue: four enrolled students, three seated and one without a seat
+ROLL_CALL = "lesson-roll"
+ROLL_CALL_SEATS = 4
+ENROLLED = {"ana": 1, "ben": 2, "chen": 3, "dana": None}
+#: a participant who joins without being enrolled
+OUTSIDER = "guest"
 WAIT_TIMEOUT = 10.0
 POLL_STEP = 0.02
 
@@ -43,6 +52,28 @@ def lesson(database: psycopg2.extensions.connection) -> str:
             (LESSON, "s1", 2),
         )
     return LESSON
+
+
+@pytest.fixture
+def roll_call(database: psycopg2.extensions.connection) -> str:
+    """The lesson ROLL_CALL: ROLL_CALL_SEATS seats and the ENROLLED students."""
+    with database.cursor() as cur:
+        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, %s)",
+                    (ROLL_CALL, ROLL_CALL_SEATS))
+        for student, seat in ENROLLED.items():
+            cur.execute(
+                "INSERT INTO student_attend (lesson_id, student_id, seat) VALUES (%s, %s, %s)",
+                (ROLL_CALL, student, seat),
+            )
+    return ROLL_CALL
+
+
+async def admin_get(url: str, path: str, headers: dict[str, str] | None = BEARER
+                    ) -> HTTPResponse:
+    """GET `path` as the admin (by default), never raising on an error status."""
+    return await AsyncHTTPClient().fetch(
+        url + path, headers=headers, raise_error=False, follow_redirects=False
+    )
 
 
 def participant_token(client_id: str) -> str:
@@ -75,6 +106,16 @@ def connect(io_loop, url: str) -> Iterator[Connect]:
 async def join(client: socketio.AsyncClient, **fields: object) -> dict:
     """Emit join_lesson and return its ack."""
     return await client.call("join_lesson", fields, timeout=WAIT_TIMEOUT)
+
+
+async def join_as(client: socketio.AsyncClient, user_id: str, lesson_id: str,
+                  client_id: str | None = None) -> None:
+    """Join `lesson_id` as the student `user_id`, with a token of `client_id` (by default
+    `c-{user_id}`), and check that it succeeded."""
+    token = participant_token(client_id or f"c-{user_id}")
+    ack = await join(client, user_id=user_id, lesson_id=lesson_id, role="student",
+                     access_token=token)
+    assert ack == {"status": "SUCCESS", "data": {}}, ack
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:

@@ -8,28 +8,27 @@ import logging
 
 import pytest
 import redis
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import HTTPResponse
 
 import metrics
 from config import Config
 from tests.operations.conftest import (
     ADMIN_TOKEN,
+    BEARER,
     SEAT_COUNT,
     Connect,
+    admin_get,
     join,
     participant_token,
     teacher_token,
 )
 from web.auth import COOKIE_NAME
 
-BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EMPTY_SEATS = {str(seat): "" for seat in range(1, SEAT_COUNT + 1)}
 
 
 async def get(url: str, path: str, headers: dict[str, str] | None = None) -> HTTPResponse:
-    return await AsyncHTTPClient().fetch(
-        url + path, headers=headers, raise_error=False, follow_redirects=False
-    )
+    return await admin_get(url, path, headers)
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -48,11 +47,16 @@ async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect
     assert response.code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
-    assert json.loads(response.body) == {
+    body = json.loads(response.body)
+    (row,) = body.pop("roster")  # its own tests: tests/operations/test_roster.py
+    assert (row["user_id"], row["status"]) == ("s1", "present")
+    assert body == {
         "lesson_id": lesson,
         "teachers": [{"user_id": "t1", "sid": teacher.get_sid()}],
         "participants": [{"client_id": "c1", "sid": student.get_sid(), "role": "student"}],
         "seats": {**EMPTY_SEATS, "3": "c9"},
+        "seat_count": SEAT_COUNT,
+        "counts": {"enrolled": 1, "present": 1, "absent": 0, "left": 0},
     }
 
 
@@ -61,6 +65,8 @@ async def test_a_lesson_nobody_joined_is_empty(url: str) -> None:
     response = await get(url, "/lessons/nobody-here", BEARER)
     assert json.loads(response.body) == {
         "lesson_id": "nobody-here", "teachers": [], "participants": [], "seats": {},
+        "seat_count": None, "roster": [],
+        "counts": {"enrolled": 0, "present": 0, "absent": 0, "left": 0},
     }
 
 
@@ -118,7 +124,7 @@ async def test_reads_are_timed_and_an_outage_is_503_and_counted(url: str, redis_
     assert (await get(url, "/lessons/L", BEARER)).code == 200
 
 
-PROTECTED = ("/lessons/L", "/lessons/L/view")
+PROTECTED = ("/lessons/L", "/lessons/L/view", "/lessons/L/attendance.csv")
 
 
 @pytest.mark.parametrize("path", PROTECTED)
