@@ -21,6 +21,7 @@ from tests.operations.conftest import (
     admin_get,
     join,
     join_as,
+    teacher_token,
 )
 from tests.operations.test_roster import csv_of, csv_rows, leave
 
@@ -109,7 +110,8 @@ async def test_a_participant_who_joins_appears_without_a_reload(
         await page.evaluate(f"{MARKER} = true")
 
         teacher = await connect()
-        ack = await join(teacher, user_id="t1", lesson_id=lesson, role="teacher")
+        ack = await join(teacher, user_id="t1", lesson_id=lesson, role="teacher",
+                         access_token=teacher_token("t1"))
         assert ack["status"] == "SUCCESS"
         await join_as(await connect(), "s1", lesson)
 
@@ -223,8 +225,8 @@ async def test_screenshots_at_a_phone_and_a_desktop_width(
     docs/images); the phone's page must fit its width."""
     target = pathlib.Path(os.environ.get(SCREENSHOT_DIR) or tmp_path)
     teacher = await connect()
-    assert (await join(teacher, user_id="ms-rivera", lesson_id=roll_call,
-                       role="teacher"))["status"] == "SUCCESS"
+    assert (await join(teacher, user_id="ms-rivera", lesson_id=roll_call, role="teacher",
+                       access_token=teacher_token("ms-rivera")))["status"] == "SUCCESS"
     for student in ("ana", "dana", "dana", OUTSIDER):  # dana on a second connection
         await join_as(await connect(), student, roll_call)
     for _ in range(2):  # ben comes back once, then leaves again

@@ -29,6 +29,7 @@ from tests.operations.conftest import (
     join,
     join_as,
     participant_token,
+    teacher_token,
 )
 from web.presence import RosterRow
 
@@ -209,7 +210,8 @@ async def test_a_teacher_and_a_participant_without_token_are_not_roster_entries(
     url: str, roll_call: str, connect: Connect, redis_db: redis.Redis
 ):
     teacher, tokenless = await connect(), await connect()
-    ack = await join(teacher, user_id="ben", lesson_id=ROLL_CALL, role="teacher")
+    ack = await join(teacher, user_id="ben", lesson_id=ROLL_CALL, role="teacher",
+                     access_token=teacher_token("ben"))
     assert ack["status"] == "SUCCESS"
     # an unverified user_id could mark anyone present: without a token, nothing is recorded
     ack = await join(tokenless, user_id="chen", lesson_id=ROLL_CALL, role="student")
