@@ -25,7 +25,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 NAMESPACE = "rollcall"
@@ -55,17 +55,21 @@ class _EngineSocket(Protocol):
 
 
 class EngineServer(Protocol):
-    """What the connection count needs of python-engineio's AsyncServer: its live sockets."""
+    """What the collector needs of protocol.engine.EngineServer: its live sockets, and how many
+    sessions it closed for holding too much output."""
 
     sockets: Mapping[str, _EngineSocket]
+    output_limit_closes: int
 
 
 class ConnectionsCollector(Collector):
-    """`rollcall_connections{transport}`, counted from the Engine.IO servers at scrape time.
+    """`rollcall_connections{transport}` and `rollcall_output_limit_closes_total`, read from the
+    Engine.IO servers at scrape time.
 
     Counting the live sockets instead of incrementing and decrementing a gauge on connect and
-    disconnect means the number can never drift when a disconnect path is missed. Servers are held
-    weakly, so a test that builds and drops many applications does not keep them alive.
+    disconnect means the number can never drift when a disconnect path is missed; the protocol
+    layer keeps its own count of output-limit closes and knows nothing of Prometheus. Servers are
+    held weakly, so a test that builds and drops many applications does not keep them alive.
     """
 
     def __init__(self) -> None:
@@ -84,7 +88,11 @@ class ConnectionsCollector(Collector):
                     counts["websocket" if socket.upgraded else "polling"] += 1
         return counts
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def output_limit_closes(self) -> int:
+        """Sessions closed because their client left more than --max-session-output unread."""
+        return sum(server.output_limit_closes for server in list(self._servers))
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         family = GaugeMetricFamily(
             f"{NAMESPACE}_connections",
             "Open Engine.IO connections, by transport.",
@@ -93,6 +101,12 @@ class ConnectionsCollector(Collector):
         for transport, count in self.counts().items():
             family.add_metric([transport], count)
         yield family
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_output_limit_closes",
+            "Engine.IO sessions closed because their client left more than "
+            "--max-session-output bytes unread.",
+            value=self.output_limit_closes(),
+        )
 
 
 CONNECTIONS = ConnectionsCollector()
