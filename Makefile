@@ -3,6 +3,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := tests/node/node_modules/.installed
+# The official Socket.IO protocol test-suite, vendored unchanged in the shared folder; `make test`
+# runs a copy under .run (git-ignored) with its own npm dependencies (tests/protocol/official_suite.py).
+PROTOCOL_SUITE := ../shared/vendor/socket.io-protocol/test-suite
+PROTOCOL_SUITE_FILES := package.json test-suite.js node-imports.js
+PROTOCOL_SUITE_COPY := .run/socket.io-protocol
+PROTOCOL_SUITE_INSTALLED := $(PROTOCOL_SUITE_COPY)/node_modules/.installed
 
 # The demo's token secret, used by `make run` and `make demo` unless ACCESS_TOKEN_SECRET is set.
 export ACCESS_TOKEN_SECRET ?= demo-secret-for-make-run-never-for-production
@@ -12,7 +18,7 @@ export ACCESS_TOKEN_SECRET ?= demo-secret-for-make-run-never-for-production
 run: $(INSTALLED)
 	@scripts/run.sh $(ARGS)
 
-test: $(INSTALLED) $(NODE_INSTALLED)
+test: $(INSTALLED) $(NODE_INSTALLED) $(PROTOCOL_SUITE_INSTALLED)
 	@scripts/test.sh $(ARGS)
 
 demo: $(INSTALLED)
@@ -41,6 +47,18 @@ $(NODE_INSTALLED): tests/node/package.json tests/node/package-lock.json
 	@scripts/bootstrap.sh test
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	@touch $@
+
+$(PROTOCOL_SUITE_INSTALLED): $(addprefix $(PROTOCOL_SUITE)/,$(PROTOCOL_SUITE_FILES))
+	@scripts/bootstrap.sh test
+	rm -rf $(PROTOCOL_SUITE_COPY)
+	mkdir -p $(PROTOCOL_SUITE_COPY)
+	cp --no-preserve=mode $^ $(PROTOCOL_SUITE_COPY)/
+	npm install --prefix $(PROTOCOL_SUITE_COPY) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(PROTOCOL_SUITE)/%:
+	@echo "rollcall: $@ is missing: make test needs the shared folder (../shared) beside the checkout" >&2
+	@exit 1
 
 clean:
 	-scripts/services.sh stop .run/dev

@@ -8,6 +8,7 @@ from the command line or the environment, exits 2 with one line naming the flag.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import logs
 from logs import LOG_FORMATS
+from protocol.engine import OUTPUT_LIMIT_PAYLOADS
 from store.roster import ROSTER_TTL
 
 ROLE_TEACHER = "teacher"
@@ -31,6 +33,8 @@ EVENT_LOOPS = ("uvloop", "asyncio")
 ADMIN_TOKEN_MIN_LENGTH = 16
 MAX_JOIN_RATE = 1000.0
 MAX_ROSTER_TTL = 366 * 86400
+MAX_SESSION_OUTPUT = 10_000_000_000
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -60,7 +64,10 @@ class Config:
     log_format: str = "text"
     join_rate: float = 5.0
     join_burst: int = 10
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: int = 1000
+    #: None: protocol.engine's default, OUTPUT_LIMIT_PAYLOADS x max_payload
+    max_session_output: int | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
     message_queue: str | None = None
     roster_ttl: int = ROSTER_TTL
 
@@ -149,6 +156,29 @@ def _origins(text: str) -> str | list[str] | None:
                 f"expected '*' or origins like https://host, got {origin!r}"
             )
     return origins
+
+
+def _optional_int_in(low: int, high: int) -> Callable[[str], int | None]:
+    bounded = _int_in(low, high)
+
+    def parse(text: str) -> int | None:
+        return bounded(text) if text.strip() else None
+
+    return parse
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected addresses or networks like 10.0.0.0/8, got {item!r}"
+            ) from None
+    return tuple(networks)
 
 
 def _optional(text: str) -> str | None:
@@ -292,7 +322,22 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "ROLLCALL_MAX_CONNECTIONS_PER_IP",
         _int_in(0, 1_000_000),
         "open Engine.IO connections one client address may hold (0: unlimited); "
-        "more are refused with HTTP 429",
+        "more are refused with HTTP 429. A school behind NAT is one address",
+    ),
+    (
+        "--max-session-output",
+        "ROLLCALL_MAX_SESSION_OUTPUT",
+        _optional_int_in(1024, MAX_SESSION_OUTPUT),
+        "bytes queued for one client that is not reading before its session is closed; "
+        f"at least --max-payload; empty: {OUTPUT_LIMIT_PAYLOADS} x --max-payload",
+    ),
+    (
+        "--trusted-proxies",
+        "ROLLCALL_TRUSTED_PROXIES",
+        _networks,
+        "comma-separated addresses or networks (CIDR) of the proxies whose X-Real-IP / "
+        "X-Forwarded-For name the client; from any other peer the peer's address is used; "
+        "empty: none",
     ),
     (
         "--message-queue",
@@ -313,7 +358,7 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
 
 def _shown(value: object) -> str:
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(str(item) for item in value)
     return "" if value is None else str(value)
 
 
@@ -353,7 +398,13 @@ def parse_config(
             f"argument --event-loop: expected one of {', '.join(EVENT_LOOPS)}, "
             f"got {args.event_loop!r}"
         )
-    return Config(**vars(args))
+    config = Config(**vars(args))
+    if config.max_session_output is not None and config.max_session_output < config.max_payload:
+        parser.error(
+            f"argument --max-session-output: must be at least --max-payload "
+            f"({config.max_payload}), got {config.max_session_output}"
+        )
+    return config
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:

@@ -25,7 +25,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 NAMESPACE = "rollcall"
@@ -54,13 +54,18 @@ class CountsConnections(Protocol):
 
     def connection_counts(self) -> Mapping[str, int]: ...
 
+    @property
+    def output_limit_closes(self) -> int: ...
+
 
 class ConnectionsCollector(Collector):
-    """`rollcall_connections{transport}`, counted from the Socket.IO servers at scrape time.
+    """`rollcall_connections{transport}` and `rollcall_output_limit_closes_total`, read from the
+    Socket.IO servers at scrape time.
 
     Counting the live sessions instead of incrementing and decrementing a gauge on connect and
-    disconnect means the number can never drift when a disconnect path is missed. Servers are held
-    weakly, so a test that builds and drops many applications does not keep them alive.
+    disconnect means the number can never drift when a disconnect path is missed; the protocol
+    layer keeps its own count of output-limit closes and knows nothing of Prometheus. Servers are
+    held weakly, so a test that builds and drops many applications does not keep them alive.
     """
 
     def __init__(self) -> None:
@@ -78,7 +83,11 @@ class ConnectionsCollector(Collector):
                 counts[transport] += count
         return counts
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def output_limit_closes(self) -> int:
+        """Sessions closed because their client left more than --max-session-output unread."""
+        return sum(server.output_limit_closes for server in list(self._servers))
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         family = GaugeMetricFamily(
             f"{NAMESPACE}_connections",
             "Open Engine.IO connections, by transport.",
@@ -87,6 +96,12 @@ class ConnectionsCollector(Collector):
         for transport, count in self.counts().items():
             family.add_metric([transport], count)
         yield family
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_output_limit_closes",
+            "Engine.IO sessions closed because their client left more than "
+            "--max-session-output bytes unread.",
+            value=self.output_limit_closes(),
+        )
 
 
 CONNECTIONS = ConnectionsCollector()

@@ -26,6 +26,7 @@ from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
+from proxies import ProxiedHTTPServer
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.presence import PresenceStore
@@ -128,6 +129,7 @@ def build(config: Config, services: Services) -> Rollcall:
         "cors_allowed_origins": config.cors_allowed_origins,
         "connect_timeout": config.connect_timeout,
         "max_connections_per_ip": config.max_connections_per_ip,
+        "max_session_output": config.max_session_output,
     }
     manager = None
     if config.message_queue is not None:
@@ -173,9 +175,12 @@ def log_teacher_auth(config: Config) -> None:
 
 def make_http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
     """The HTTP server in front of `app`: a body over --max-payload is refused (400) before it is
-    read, and the client address comes from the proxy's X-Real-IP / X-Forwarded-For (the
-    per-address connection limit counts it). Tests serve the app through this too."""
-    return tornado.httpserver.HTTPServer(app, max_body_size=config.max_payload, xheaders=True)
+    read, and the client address comes from X-Real-IP / X-Forwarded-For when the peer is one of
+    --trusted-proxies, else it is the peer's (the per-address connection limit counts it, the
+    logs show it). Tests serve the app through this too."""
+    return ProxiedHTTPServer(
+        app, max_body_size=config.max_payload, trusted_proxies=config.trusted_proxies
+    )
 
 
 async def serve(config: Config) -> None:

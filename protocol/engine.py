@@ -2,8 +2,10 @@
 
 python-engineio 4.15 is used as is; the gaps the Socket.IO conformance suite exposes are closed
 from the outside: a subclass of :class:`engineio.AsyncServer` (handshake values, ``ok`` answer,
-prompt close) and a subclass of its Tornado handler (request validation before python-engineio
-sees the request). See docs/protocol.md for the full gap table.
+prompt close, per-address and per-session limits), a subclass of its Tornado handler (request
+validation before python-engineio sees the request) and of its WebSocket wrapper (the switch to
+the WebSocket protocol happens only once python-engineio has accepted the handshake, so every
+refusal is an HTTP status). See docs/protocol.md for the full gap table.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import time
 from typing import Any
 
 import engineio
+import tornado.httputil
+import tornado.web
 import tornado.websocket
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
+from engineio.async_socket import AsyncSocket
 
 EIO_VERSION = "4"
 TRANSPORTS = frozenset({"polling", "websocket"})
@@ -34,80 +40,171 @@ MESSAGE_TYPE = "4"
 SOCKETIO_TYPES = frozenset("0123456")
 #: The only payload a non-MESSAGE packet from a client carries (the upgrade's "2probe").
 PROBE = "probe"
+#: The upgrade's two frames from the client: its probe, then UPGRADE.
+PROBE_FRAME = "2" + PROBE
+UPGRADE_FRAME = "5"
 BINARY_PREFIX = "b"
 NOOP_FRAME = "6"
+WEBSOCKET = "websocket"
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
-WS_PROTOCOL_ERROR = 1002  # RFC 6455 close code
+# RFC 6455 close codes
+WS_PROTOCOL_ERROR = 1002
+WS_POLICY_VIOLATION = 1008
 UNLIMITED = 0
+#: Default bound of one session's queued output, in --max-payload units (see EngineServer).
+OUTPUT_LIMIT_PAYLOADS = 4
+#: What a queued packet without a text or binary payload (OPEN, PING, NOOP...) is counted as.
+PACKET_OVERHEAD = 64
 
 _log = logging.getLogger("protocol.engine")
 
 
-class _Outbox(asyncio.Queue):
-    """A socket's send queue that writes the handshake intervals in exact milliseconds.
+def _queued_size(item: eio_packet.Packet | None) -> int:
+    """What a queued packet costs the server: its payload's length (characters or bytes)."""
+    if item is None:
+        return 0
+    data = item.data
+    return len(data) if isinstance(data, str | bytes) else PACKET_OVERHEAD
 
-    python-engineio computes ``int(seconds) * 1000``, so 0.3 s would be announced as 0 ms.
+
+class _Outbox(asyncio.Queue):
+    """A socket's send queue: writes the handshake intervals in exact milliseconds, and bounds
+    what it holds.
+
+    python-engineio computes ``int(seconds) * 1000``, so 0.3 s would be announced as 0 ms. And it
+    queues without limit for a client that never polls (or, on WebSocket, that never reads; see
+    ``_UpgradingWebSocket.send``): past ``max_session_output`` the backlog is dropped, nothing
+    but the CLOSE is queued any more, and the server closes the session.
     """
 
     def __init__(self, server: EngineServer) -> None:
         super().__init__()
         self._server = server
+        #: the Engine.IO sid, known once the session opens (EngineServer.session_opened)
+        self.sid: str | None = None
+        #: payload characters or bytes queued now
+        self.size = 0
+        self.overflowed = False
 
     def put_nowait(self, item: Any) -> None:
-        if item is not None and item.packet_type == eio_packet.OPEN:
-            server = self._server
-            item.data["pingInterval"] = round(
-                (server.ping_interval + server.ping_interval_grace_period) * 1000
-            )
-            item.data["pingTimeout"] = round(server.ping_timeout * 1000)
+        if item is not None:
+            if item.packet_type == eio_packet.OPEN:
+                server = self._server
+                item.data["pingInterval"] = round(
+                    (server.ping_interval + server.ping_interval_grace_period) * 1000
+                )
+                item.data["pingTimeout"] = round(server.ping_timeout * 1000)
+            elif self.overflowed and item.packet_type != eio_packet.CLOSE:
+                return  # the session is being closed: hold nothing more for it
         super().put_nowait(item)
+        if self.size > self._server.max_session_output and not self.overflowed:
+            self._overflow()
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self.size += _queued_size(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        self.size -= _queued_size(item)
+        return item
+
+    def _overflow(self) -> None:
+        sid = self.sid
+        if sid is None:
+            return
+        self.overflowed = True
+        while not self.empty():
+            self.get_nowait()
+            self.task_done()
+        self._server.output_overflowed(sid)
 
 
 class EngineServer(engineio.AsyncServer):
-    """python-engineio's server with the boundary fixes; always ``async_mode='tornado'``."""
+    """python-engineio's server with the boundary fixes; always ``async_mode='tornado'``.
 
-    def __init__(self, max_connections_per_ip: int = UNLIMITED, **options: Any) -> None:
+    ``max_connections_per_ip``: open sessions one client address may hold (UNLIMITED: no
+    limit); a handshake over it is refused with HTTP 429. ``max_session_output``: bytes one
+    session may have queued for its client before it is closed (None: OUTPUT_LIMIT_PAYLOADS
+    times ``max_http_buffer_size``).
+    """
+
+    def __init__(
+        self,
+        max_connections_per_ip: int = UNLIMITED,
+        max_session_output: int | None = None,
+        **options: Any,
+    ) -> None:
         options["async_mode"] = "tornado"
         super().__init__(**options)
+        # python-engineio's mode table is shared by every server: copy it before changing it
+        self._async = {**self._async, "websocket": _UpgradingWebSocket}
         #: Engine.IO sids with a long-polling GET in flight (at most one each).
         self.polling: set[str] = set()
-        #: open sessions one client address may hold; UNLIMITED (0) for no limit
         self.max_connections_per_ip = max_connections_per_ip
-        #: the client address of every open session, and how many sessions each address holds
+        self.max_session_output = (
+            max_session_output
+            if max_session_output is not None
+            else OUTPUT_LIMIT_PAYLOADS * self.max_http_buffer_size
+        )
+        #: sessions closed because their queued output passed max_session_output
+        self.output_limit_closes = 0
+        #: the client address of every open session, and how many places each address holds
+        #: (open sessions and handshakes in progress)
         self._addresses: dict[str, str] = {}
         self._per_address: dict[str, int] = {}
+        #: the Tornado handler of every session on a WebSocket (to drop a client that does not
+        #: read)
+        self._websockets: dict[str, tornado.websocket.WebSocketHandler] = {}
+        #: sids whose client sent CLOSE by POST while no poll was pending, with the loop time
+        #: until which the poll racing that CLOSE is still answered with a NOOP
+        self._owed_noops: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def admits(self, address: str) -> bool:
-        """Whether `address` may open one more session under ``max_connections_per_ip``."""
+    def reserve(self, address: str) -> bool:
+        """Take a place for a new session of `address` if ``max_connections_per_ip`` allows,
+        in one step with the check, so that concurrent handshakes cannot overshoot the limit.
+        The handshake's session then owns the place (``session_opened``), or it is given back
+        (``release``)."""
+        count = self._per_address.get(address, 0)
         limit = self.max_connections_per_ip
-        return limit == UNLIMITED or self._per_address.get(address, 0) < limit
+        if limit != UNLIMITED and count >= limit:
+            return False
+        self._per_address[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        """Give back a place taken by ``reserve``."""
+        left = self._per_address[address] - 1
+        if left:
+            self._per_address[address] = left
+        else:
+            del self._per_address[address]
 
     def connections_from(self, address: str) -> int:
-        """How many open sessions `address` holds."""
+        """How many places `address` holds: open sessions and handshakes in progress."""
         return self._per_address.get(address, 0)
 
     def session_opened(self, sid: str, environ: dict[str, Any]) -> None:
-        """Count a new session against its client address (call from the connect event, which
-        python-engineio fires exactly once per session).
-
-        The address is Tornado's ``remote_ip`` (X-Real-IP behind a proxy when ``xheaders`` is
-        on); python-engineio's environ always says 127.0.0.1.
-        """
-        address = environ["tornado.handler"].request.remote_ip
+        """Give the new session the place its handshake reserved (call from the connect event,
+        which python-engineio fires exactly once per session), and bound its output."""
+        handler = environ["tornado.handler"]
+        address = handler.claim_reservation()
+        if address is None:  # not served by engine_handler: count it now
+            address = handler.request.remote_ip
+            self._per_address[address] = self._per_address.get(address, 0) + 1
         self._addresses[sid] = address
-        self._per_address[address] = self._per_address.get(address, 0) + 1
+        socket = self.sockets.get(sid)
+        if socket is not None:
+            socket.queue.sid = sid
 
     def session_closed(self, sid: str) -> None:
         """Give the session's place back (call from the disconnect event, fired once whatever
         ends the session)."""
         address = self._addresses.pop(sid, None)
         if address is not None:
-            left = self._per_address[address] - 1
-            if left:
-                self._per_address[address] = left
-            else:
-                del self._per_address[address]
+            self.release(address)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
         return _Outbox(self)
@@ -132,6 +229,43 @@ class EngineServer(engineio.AsyncServer):
         if socket.upgraded:
             socket.queue.put_nowait(None)
 
+    def owe_noop(self, sid: str) -> None:
+        """The client closed `sid` by POST with no poll pending: a poll it sent at the same time
+        may still arrive, and is answered with a NOOP within ``ping_timeout`` (as the reference
+        server answers a pending poll), not with 400 for a session python-engineio forgot."""
+        now = asyncio.get_running_loop().time()
+        owed = self._owed_noops
+        while owed:  # insertion order is deadline order: drop the expired ones from the front
+            oldest = next(iter(owed))
+            if owed[oldest] > now:
+                break
+            del owed[oldest]
+        owed[sid] = now + self.ping_timeout
+
+    async def answer_owed_noop(self, handler: tornado.web.RequestHandler, sid: str) -> bool:
+        """Answer a poll with the NOOP owed to `sid` (``owe_noop``), once; False if none is."""
+        deadline = self._owed_noops.pop(sid, None)
+        if deadline is None or deadline < asyncio.get_running_loop().time():
+            return False
+        response = self._ok([eio_packet.Packet(eio_packet.NOOP)])
+        await self._make_response(response, eio_tornado.translate_request(handler))
+        return True
+
+    def output_overflowed(self, sid: str) -> None:
+        """A session's client stopped taking what is sent to it: count it, drop its WebSocket
+        (whose writer may be waiting for a flush that never comes) and close the session."""
+        self.output_limit_closes += 1
+        _log.warning("closing %s: more than %d bytes queued for a client that does not read",
+                     sid, self.max_session_output)
+        handler = self._websockets.get(sid)
+        if handler is not None:
+            handler.abort()
+        task = asyncio.get_running_loop().create_task(
+            self.close_session(sid, self.reason.TRANSPORT_ERROR)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def expire_if_silent(self, sid: str) -> None:
         """Enforce the heartbeat timeout now rather than on the next monitor sweep."""
         socket = self.sockets.get(sid)
@@ -139,6 +273,50 @@ class EngineServer(engineio.AsyncServer):
             last_ping = socket.last_ping
             if last_ping and time.time() - last_ping > self.ping_timeout:
                 await socket.check_ping_timeout()
+
+
+class _UpgradingWebSocket(eio_tornado.WebSocket):
+    """python-engineio's Tornado WebSocket wrapper, with two changes.
+
+    It switches protocols (HTTP 101) only when python-engineio runs it, that is once the request
+    has passed every check python-engineio makes (Origin, parameters, session, the connect
+    event): a refusal is then an HTTP status, never a WebSocket without a session. And ``send``
+    waits for the client to take a message whenever the socket's buffer is not empty, so a
+    client that does not read makes the session's queue grow (where it is bounded), not
+    Tornado's write buffer.
+    """
+
+    async def __call__(self, environ: dict[str, Any]) -> None:
+        handler = environ["tornado.handler"]
+        self.tornado_handler = handler
+        self.environ = environ
+        socket: AsyncSocket = self.handler.__self__  # python-engineio passes a bound method
+        server: EngineServer = socket.server
+        if not await handler.switch_protocols():
+            # Tornado refused the handshake itself (an HTTP status too): a session made for
+            # this WebSocket ends now; a polling session being upgraded goes on as it was.
+            if not socket.connected:
+                await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+            return
+        server._websockets[socket.sid] = handler
+        try:
+            await self.handler(self)
+        finally:
+            if server._websockets.get(socket.sid) is handler:
+                del server._websockets[socket.sid]
+
+    async def send(self, message: str | bytes) -> None:
+        if message == NOOP_FRAME:
+            # python-engineio queues a NOOP to end the last poll of an upgrade; when no poll was
+            # pending it would otherwise leak onto the new WebSocket
+            return
+        handler = self.tornado_handler
+        try:
+            written = handler.write_message(message, binary=isinstance(message, bytes))
+            if handler.ws_connection.stream.writing():
+                await written
+        except tornado.websocket.WebSocketClosedError:
+            raise eio_exceptions.EngineIOError() from None
 
 
 def _valid_frame(frame: str, types: frozenset[str]) -> bool:
@@ -177,6 +355,14 @@ def _valid_payload(body: bytes, limit: int) -> bool:
     return True
 
 
+def _is_upgrade(headers: tornado.httputil.HTTPHeaders) -> bool:
+    """Whether a request asks to switch to the WebSocket protocol (Tornado's own test)."""
+    if headers.get("Upgrade", "").lower() != WEBSOCKET:
+        return False
+    tokens = headers.get("Connection", "").split(",")
+    return "upgrade" in (token.strip().lower() for token in tokens)
+
+
 def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler]:
     """A Tornado handler for ``eio``: python-engineio's own, with requests validated first."""
     base = eio_tornado.get_tornado_handler(eio)
@@ -184,8 +370,20 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
 
     class EngineHandler(base):  # type: ignore[misc, valid-type]
         _sid: str | None = None
+        _transport: str | None = None
         #: set once this WebSocket sent a frame that is not an Engine.IO packet
         _broken = False
+        #: the client address whose place (EngineServer.reserve) this handshake holds until
+        #: its session takes it
+        _reservation: str | None = None
+        #: resolved once Tornado has switched protocols (True) or refused the handshake (False)
+        _opened: asyncio.Future[bool] | None = None
+        _protocol: asyncio.Task[None] | None = None
+        #: (code, reason) when this WebSocket is accepted only to be closed
+        _close_on_open: tuple[int, str] | None = None
+        #: the polling session this WebSocket upgrades, until the upgrade's frames are seen
+        _upgrading: AsyncSocket | None = None
+        _probed = False
 
         def _refuse(self, message: str, status: int = HTTP_BAD_REQUEST) -> None:
             self.set_status(status)
@@ -193,7 +391,8 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             self.finish(message)
 
         async def prepare(self) -> None:
-            """Refuse what the Engine.IO spec refuses before python-engineio sees the request."""
+            """Refuse what the Engine.IO spec refuses before python-engineio sees the request,
+            and take the new session's place under the per-address limit."""
             request = self.request
             if request.method not in ALLOWED_METHODS:
                 return self._refuse("Invalid method")
@@ -203,38 +402,117 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             transport = args.get("transport", [b""])[0].decode("latin-1")
             if transport not in TRANSPORTS or transport not in eio.transports:
                 return self._refuse("Invalid transport")
+            self._transport = transport
             sid = args.get("sid", [b""])[0].decode("latin-1") or None
             self._sid = sid
             if request.method == "POST" and sid is None:
                 return self._refuse("Invalid session")
-            if request.method == "GET" and sid is None and not eio.admits(request.remote_ip):
-                return self._refuse("Too many connections from this address",
-                                    HTTP_TOO_MANY_REQUESTS)
+            if request.method == "GET":
+                if (transport == WEBSOCKET) != _is_upgrade(request.headers):
+                    return self._refuse("Invalid websocket upgrade")
+                if sid is None:
+                    if not eio.reserve(request.remote_ip):
+                        return self._refuse("Too many connections from this address",
+                                            HTTP_TOO_MANY_REQUESTS)
+                    self._reservation = request.remote_ip
             if sid is not None:
                 await eio.expire_if_silent(sid)
             return None
 
+        def claim_reservation(self) -> str | None:
+            """Hand this handshake's place over to its session (EngineServer.session_opened)."""
+            address, self._reservation = self._reservation, None
+            return address
+
+        def _release_reservation(self) -> None:
+            address = self.claim_reservation()
+            if address is not None:
+                eio.release(address)
+
+        def on_finish(self) -> None:
+            self._release_reservation()
+
+        def on_close(self) -> None:
+            super().on_close()
+            self._release_reservation()
+
         async def get(self, *args: Any, **kwargs: Any) -> None:
+            if self._transport == WEBSOCKET:
+                await self._websocket()
+                return
             sid = self._sid
-            is_upgrade = self.request.headers.get("Upgrade", "").lower() == "websocket"
             if sid is None:
-                await super().get(*args, **kwargs)
-            elif is_upgrade:
-                socket = eio.sockets.get(sid)
-                if socket is None or socket.closed or socket.upgraded or socket.upgrading:
-                    return self._refuse("Invalid upgrade")
-                await super().get(*args, **kwargs)
+                await eio.handle_request(self)
             elif sid in eio.polling:
                 # a second concurrent poll is a client error: refuse it and end the session
                 self._refuse("Overlapping poll")
                 await eio.close_session(sid, eio.reason.TRANSPORT_ERROR)
-            else:
+            elif not await eio.answer_owed_noop(self, sid):
                 eio.polling.add(sid)
                 try:
-                    await super().get(*args, **kwargs)
+                    await eio.handle_request(self)
                 finally:
                     eio.polling.discard(sid)
+
+        async def _websocket(self) -> None:
+            """A WebSocket handshake: python-engineio checks it and switches protocols last
+            (``_UpgradingWebSocket``), so every refusal is an HTTP status; a WebSocket still open
+            when python-engineio is done with it is closed at once."""
+            sid = self._sid
+            socket = None
+            if sid is not None:
+                socket = eio.sockets.get(sid)
+                if socket is None or socket.closed:
+                    return self._refuse("Invalid session")
+                if socket.upgraded or socket.upgrading:
+                    # as the reference server does: accepted, then closed
+                    self._close_on_open = (WS_POLICY_VIOLATION, "session already upgraded")
+                    await tornado.websocket.WebSocketHandler.get(self)
+                    return None
+                # from now on a poll gets a NOOP and a second upgrade is refused
+                socket.upgrading = True
+                self._upgrading = socket
+            try:
+                await eio.handle_request(self)
+            finally:
+                if socket is not None and not socket.upgraded:
+                    socket.upgrading = False  # the upgrade failed: polling goes on
+                self._upgrading = None
+                self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
+            if self._protocol is not None:
+                await self._protocol
             return None
+
+        async def switch_protocols(self) -> bool:
+            """Let Tornado complete the WebSocket handshake (HTTP 101), or refuse it with its
+            own status; True once the WebSocket is open. Tornado then reads frames in a task
+            of its own until the connection ends."""
+            loop = asyncio.get_running_loop()
+            opened = self._opened = loop.create_future()
+            protocol = self._protocol = loop.create_task(
+                tornado.websocket.WebSocketHandler.get(self)
+            )
+            protocol.add_done_callback(lambda _: opened.done() or opened.set_result(False))
+            return await opened
+
+        def open(self, *args: Any, **kwargs: Any) -> None:
+            if self._close_on_open is not None:
+                self.close(*self._close_on_open)
+            elif self._opened is not None and not self._opened.done():
+                self._opened.set_result(True)
+
+        def get_compression_options(self) -> None:
+            """No permessage-deflate, as the reference server's default: a compressing client
+            (Node's ws) delays every frame by a trip through zlib's thread pool, so its "5" came
+            after a poll it sent later; and with context takeover each connection would hold
+            some 300 kB of zlib state on the server."""
+            return None
+
+        def abort(self) -> None:
+            """Drop the connection at once, unsent output and all."""
+            connection = self.ws_connection
+            if connection is not None and connection.stream is not None:
+                connection.stream.close()
 
         async def post(self, *args: Any, **kwargs: Any) -> None:
             sid = self._sid
@@ -244,10 +522,16 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self._refuse("Invalid payload")
                 await eio.close_session(sid, eio.reason.TRANSPORT_ERROR)
                 return
-            await super().post(*args, **kwargs)
-            if socket is not None and socket.closed and sid in eio.polling:
-                # a client CLOSE: answer the pending poll with a noop instead of letting it hang
-                socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
+            was_open = socket is not None and not socket.closed
+            await eio.handle_request(self)
+            if was_open and socket.closed:
+                # A client CLOSE: the poll that races it, pending or arriving right after, is
+                # answered with a NOOP (as the reference server does) instead of hanging or
+                # failing; the ones after it get 400 (python-engineio forgets the session).
+                if sid in eio.polling:
+                    socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
+                else:
+                    eio.owe_noop(sid)
 
         def on_message(self, message: str | bytes) -> None:
             """Refuse a WebSocket frame python-engineio's reader would die on (see
@@ -258,20 +542,27 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             ``await queue.put`` never waits."""
             if self._broken:
                 return
-            if isinstance(message, str) and not _valid_frame(message, WEBSOCKET_PACKET_TYPES):
-                self._broken = True
-                _log.info("closing a WebSocket that sent %r, not an Engine.IO packet",
-                          message[:16])
-                self.close(WS_PROTOCOL_ERROR, "invalid Engine.IO packet")
-                self.receive_queue.put_nowait(None)  # the reader ends the session now
-                return
+            if isinstance(message, str):
+                if not _valid_frame(message, WEBSOCKET_PACKET_TYPES):
+                    self._broken = True
+                    _log.info("closing a WebSocket that sent %r, not an Engine.IO packet",
+                              message[:16])
+                    self.close(WS_PROTOCOL_ERROR, "invalid Engine.IO packet")
+                    self.receive_queue.put_nowait(None)  # the reader ends the session now
+                    return
+                if self._upgrading is not None:
+                    self._track_upgrade(message)
             self.receive_queue.put_nowait(message)
 
-        def write_message(self, message: str | bytes | dict, binary: bool = False):
-            """Drop the NOOP python-engineio queues to end the last poll of an upgrade: when no
-            poll was pending it would otherwise leak onto the new WebSocket."""
-            if message == NOOP_FRAME:
-                return None
-            return super().write_message(message, binary=binary)
+        def _track_upgrade(self, frame: str) -> None:
+            """Complete an upgrade the moment its UPGRADE frame arrives, as the reference
+            server does: python-engineio would only mark it once its reader gets to the frame,
+            and a poll arriving in between would still be answered."""
+            if frame == PROBE_FRAME and not self._probed:
+                self._probed = True
+                return
+            if frame == UPGRADE_FRAME and self._probed and self._upgrading is not None:
+                self._upgrading.upgraded = True
+            self._upgrading = None  # done, or python-engineio fails the upgrade
 
     return EngineHandler

@@ -38,8 +38,10 @@ RESERVED_EVENTS = frozenset(
 )
 PLACEHOLDER_KEY = "_placeholder"
 PLACEHOLDER_NUM = "num"
+#: Digits in the longest valid ack id.
+MAX_ACK_ID_DIGITS = len(str(MAX_ACK_ID))
 _BINARY_TYPES = (bytes, bytearray, memoryview)
-_DIGITS = frozenset("0123456789")
+_DIGITS = "0123456789"
 
 
 class ProtocolError(ValueError):
@@ -248,12 +250,11 @@ def reconstruct(data: Any, buffers: list[bytes]) -> Any:
     return data
 
 
-def _read_digits(text: str, start: int) -> int:
-    end = start
-    length = len(text)
-    while end < length and text[end] in _DIGITS:
-        end += 1
-    return end
+def _read_digits(text: str, start: int, most: int) -> int:
+    """Where the run of ASCII digits at `start` ends, reading at most ``most + 1`` characters:
+    a run longer than `most` is refused by the caller without the rest being looked at."""
+    window = text[start : start + most + 1]
+    return start + len(window) - len(window.lstrip(_DIGITS))
 
 
 class Decoder:
@@ -342,13 +343,13 @@ class Decoder:
         pos = 1
         attachments = 0
         if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
-            end = _read_digits(text, pos)
+            most = len(str(self.max_attachments))
+            end = _read_digits(text, pos, most)
+            if end - pos > most:
+                raise ProtocolError("too many attachments")
             if end == pos or end >= len(text) or text[end] != "-":
                 raise ProtocolError("illegal attachments")
-            try:
-                attachments = int(text[pos:end])
-            except ValueError:  # more digits than int() accepts
-                raise ProtocolError("too many attachments") from None
+            attachments = int(text[pos:end])
             if attachments < 1:
                 raise ProtocolError("illegal attachments")
             if attachments > self.max_attachments:
@@ -362,9 +363,9 @@ class Decoder:
             else:
                 namespace, pos = text[pos:comma], comma + 1
         pid = None
-        end = _read_digits(text, pos)
+        end = _read_digits(text, pos, MAX_ACK_ID_DIGITS)
         if end > pos:
-            if end - pos > len(str(MAX_ACK_ID)):
+            if end - pos > MAX_ACK_ID_DIGITS:
                 raise ProtocolError("ack id too long")
             pid = int(text[pos:end])
             if pid > MAX_ACK_ID:

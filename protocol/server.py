@@ -38,6 +38,16 @@ _log = logging.getLogger("protocol")
 
 DEFAULT_REFUSAL = "Connection rejected by server"
 INVALID_NAMESPACE = "Invalid namespace"
+#: The longest unknown namespace a CONNECT_ERROR names back; a CONNECT to a longer one closes the
+#: session instead (it cannot be a namespace of this server, and echoing it would let a client
+#: make the server queue up to --max-payload per packet).
+MAX_ECHOED_NAMESPACE = 128
+#: CONNECT packets one Engine.IO session may send in its life (accepted or not): enough for a
+#: client that joins a few namespaces and rejoins them now and then, not for one that churns
+#: Socket.IO sids with 41/40 to reset what is kept per sid. The next one closes the session.
+DEFAULT_MAX_CONNECTS = 100
+#: How much of a reason to close a client the log line keeps (reasons may quote client text).
+LOGGED_REASON_LENGTH = 200
 SID_BYTES = 15  # 20 url-safe characters, like the reference server's ids
 CONNECT_HANDLER_ARGS = 3  # (sid, environ, auth)
 DISCONNECT_HANDLER_ARGS = 2  # (sid, reason)
@@ -131,6 +141,8 @@ class _Client:
     decoder: Decoder
     sockets: dict[str, _Socket] = field(default_factory=dict)
     connect_timer: asyncio.TimerHandle | None = None
+    #: CONNECT packets received so far
+    connects: int = 0
 
 
 def _call_result(args: tuple[Any, ...]) -> Any:
@@ -143,10 +155,12 @@ class Server:
     """A Socket.IO v5 server; mount it with :func:`get_tornado_handler`.
 
     Engine.IO options (``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``,
-    ``cors_allowed_origins``, ...) pass through to python-engineio; ``async_mode`` is always
-    ``'tornado'``. Event handlers run as tasks of their own once they wait for anything
-    (``async_handlers=True``; see protocol/eager.py) so a handler
-    that awaits the same client's ack cannot block its own reader.
+    ``cors_allowed_origins``, ...) pass through to python-engineio, and
+    ``max_connections_per_ip`` and ``max_session_output`` to :class:`EngineServer`;
+    ``async_mode`` is always ``'tornado'``. ``max_connects``: CONNECT packets one Engine.IO
+    session may send before it is closed. Event handlers run as tasks of their own once they
+    wait for anything (``async_handlers=True``; see protocol/eager.py) so a handler that awaits
+    the same client's ack cannot block its own reader.
 
     Rooms and emits go through ``client_manager``: a :class:`~protocol.manager.Manager` (this
     process only) unless another is given, e.g. a :class:`~protocol.relay.RelayManager`.
@@ -159,6 +173,7 @@ class Server:
         namespaces: Iterable[str] | None = None,
         connect_timeout: float = 45,
         max_attachments: int = DEFAULT_MAX_ATTACHMENTS,
+        max_connects: int = DEFAULT_MAX_CONNECTS,
         async_handlers: bool = True,
         logger: logging.Logger | None = None,
         engineio_logger: logging.Logger | bool = False,
@@ -174,6 +189,7 @@ class Server:
         self.eio.on("disconnect", self._on_engine_disconnect)
         self.connect_timeout = connect_timeout
         self.max_attachments = max_attachments
+        self.max_connects = max_connects
         self.async_handlers = async_handlers
         self.logger = logger or _log
         self.manager = Manager() if client_manager is None else client_manager
@@ -305,8 +321,9 @@ class Server:
         return self.manager.rooms(sid, namespace)
 
     def engine_sid(self, sid: str, namespace: str = ROOT_NAMESPACE) -> str | None:
-        """The Engine.IO session id of a socket of this process in ``namespace`` (None if there
-        is none): what a client keeps across leaving and re-joining a namespace."""
+        """The Engine.IO session id of ``sid`` in ``namespace`` (None if it is not a socket of
+        this process there): what a client keeps across namespace reconnects, for limits that
+        a new Socket.IO sid must not reset."""
         sock = self._sockets.get(sid)
         if sock is None or sock.namespace != namespace:
             return None
@@ -362,6 +379,11 @@ class Server:
                 counts["websocket" if socket.upgraded else "polling"] += 1
         return counts
 
+    @property
+    def output_limit_closes(self) -> int:
+        """Sessions closed because their client left more than ``max_session_output`` unread."""
+        return self.eio.output_limit_closes
+
     async def shutdown(self) -> None:
         """Stop python-engineio's background monitor (call before stopping the web server)."""
         await self.eio.shutdown()
@@ -383,13 +405,12 @@ class Server:
                 self.logger.exception("disconnect handler of %s failed", sock.namespace)
 
     async def _close_client(self, client: _Client, why: str) -> None:
-        self.logger.info("closing %s: %s", client.eio_sid, why)
+        self.logger.info("closing %s: %s", client.eio_sid, why[:LOGGED_REASON_LENGTH])
         await self.eio.close_session(client.eio_sid, self.reason.PARSE_ERROR)
 
     # -- Engine.IO events ---------------------------------------------------------------------
 
     def _on_engine_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
-        self.eio.session_opened(eio_sid, environ)
         # a binary packet's attachments together: no larger than one message may be
         decoder = Decoder(self.max_attachments, self.eio.max_http_buffer_size)
         client = _Client(eio_sid, environ, decoder)
@@ -397,6 +418,8 @@ class Server:
         client.connect_timer = asyncio.get_running_loop().call_later(
             self.connect_timeout, self._connect_timed_out, client
         )
+        # last: a session python-engineio refuses (if this raised) never takes its place
+        self.eio.session_opened(eio_sid, environ)
 
     def _connect_timed_out(self, client: _Client) -> None:
         client.connect_timer = None
@@ -462,10 +485,17 @@ class Server:
 
     async def _connect(self, client: _Client, pkt: Packet) -> None:
         namespace = pkt.namespace
+        client.connects += 1
+        if client.connects > self.max_connects:
+            await self._close_client(client, f"more than {self.max_connects} CONNECT packets")
+            return
         if namespace in client.sockets:
             await self._close_client(client, f"second CONNECT to {namespace}")
             return
         if namespace not in self._handlers:
+            if len(namespace) > MAX_ECHOED_NAMESPACE:
+                await self._close_client(client, "CONNECT to an unknown namespace that long")
+                return
             refusal = Packet(PacketType.CONNECT_ERROR, namespace, {"message": INVALID_NAMESPACE})
             await self._send(client.eio_sid, encode(refusal))
             return

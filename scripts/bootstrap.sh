@@ -16,6 +16,8 @@ if [ "$purpose" = test ]; then
     command -v chromium >/dev/null || missing+=(chromium)
     # the proxy of the scale-out deployment test (tests/scaleout/test_nginx.py)
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    # the official protocol suite's own network namespace brings its loopback up with ip
+    command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -26,6 +26,8 @@ EVERY_FLAG = (
     "--max-payload",
     "--log-level",
     "--roster-ttl",
+    "--max-session-output",
+    "--trusted-proxies",
 )
 
 
@@ -96,6 +98,11 @@ def test_empty_optional_values_mean_off() -> None:
         (["--roster-ttl", "-1"], {}, "--roster-ttl"),
         ([], {"ROLLCALL_ROSTER_TTL": "1d"}, "--roster-ttl"),
         (["--roster-ttl", "31622401"], {}, "--roster-ttl"),
+        (["--max-session-output", "lots"], {}, "--max-session-output"),
+        (["--max-session-output", "999999"], {}, "--max-session-output"),  # < --max-payload
+        ([], {"ROLLCALL_MAX_SESSION_OUTPUT": "-1"}, "--max-session-output"),
+        (["--trusted-proxies", "nginx"], {}, "--trusted-proxies"),
+        ([], {"ROLLCALL_TRUSTED_PROXIES": "10.0.0.0/33"}, "--trusted-proxies"),
     ],
 )
 def test_invalid_value_exits_2_with_one_line_naming_the_flag(
@@ -107,6 +114,20 @@ def test_invalid_value_exits_2_with_one_line_naming_the_flag(
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert flag in err
+
+
+def test_session_output_defaults_to_the_engine_default_and_takes_bytes() -> None:
+    assert Config().max_session_output is None  # protocol.engine sizes it from --max-payload
+    assert parse_config(["--max-session-output", ""], environ={}).max_session_output is None
+    config = parse_config([], environ={"ROLLCALL_MAX_SESSION_OUTPUT": "8000000"})
+    assert config.max_session_output == 8_000_000
+
+
+def test_trusted_proxies_default_to_loopback_and_take_addresses_and_networks() -> None:
+    assert {str(n) for n in Config().trusted_proxies} == {"127.0.0.0/8", "::1/128"}
+    config = parse_config(["--trusted-proxies", "10.0.0.5, 192.168.0.0/16,fd00::/8"], environ={})
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.5/32", "192.168.0.0/16", "fd00::/8"]
+    assert parse_config([], environ={"ROLLCALL_TRUSTED_PROXIES": ""}).trusted_proxies == ()
 
 
 def test_help_lists_every_flag_with_its_environment_variable() -> None:

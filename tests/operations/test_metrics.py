@@ -17,9 +17,11 @@ from tests.operations.conftest import (
     participant_token,
     teacher_token,
 )
+from tests.protocol.protocol_peers import PollPeer
 
 EXPORTED = (
     "rollcall_connections",
+    "rollcall_output_limit_closes",
     "rollcall_joins",
     "rollcall_join_seconds",
     "rollcall_store_errors",
@@ -122,6 +124,37 @@ async def test_connections_are_counted_by_transport(url: str, sio, connect: Conn
     await eventually(lambda: collector.counts() == {"polling": 1, "websocket": 0}, "ws gone")
     await polling.disconnect()
     await eventually(lambda: collector.counts() == {"polling": 0, "websocket": 0}, "poll gone")
+
+
+def scraped_output_limit_closes(body: str) -> float:
+    for family in text_string_to_metric_families(body):
+        if family.name == "rollcall_output_limit_closes":
+            return family.samples[0].value
+    raise AssertionError("rollcall_output_limit_closes missing")
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_sessions_closed_for_unread_output_are_counted(url: str, sio) -> None:
+    collector = metrics.ConnectionsCollector()
+    collector.track(sio.eio)
+    shout = "x" * 1000
+    sio.eio.max_session_output = 4 * len(shout)  # a client that never polls passes it soon
+
+    @sio.on("shout")
+    async def answer(sid: str) -> None:
+        await sio.emit("shouted", shout, to=sid)
+
+    peer = await PollPeer.open(url + "/socket.io/")
+    await peer.send("40")
+    socket = sio.eio.sockets[peer.sid]
+    for _ in range(2 * 4):
+        await peer.send('42["shout"]')
+        if socket.queue.overflowed:
+            break
+    await eventually(lambda: socket.closed, "the session closed")
+    assert collector.output_limit_closes() == 1
+    _, body = await scrape(url)
+    assert scraped_output_limit_closes(body) == metrics.CONNECTIONS.output_limit_closes() >= 1
 
 
 @pytest.mark.gen_test(timeout=20)

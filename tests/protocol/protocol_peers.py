@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import socket
+import struct
 from collections import deque
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.httpclient
 import tornado.websocket
 
 RECV_TIMEOUT = 2.0
 SEPARATOR = "\x1e"
+WS_VERSION = "13"
+#: the longest WebSocket payload whose length fits the 7-bit, then the 16-bit field (RFC 6455)
+WS_SHORT, WS_MEDIUM = 125, 0xFFFF
 
 
 class WsPeer:
@@ -122,3 +129,61 @@ async def fetch(url: str, method: str = "GET", **kwargs: Any) -> tornado.httpcli
     return await tornado.httpclient.AsyncHTTPClient().fetch(
         url, method=method, raise_error=False, request_timeout=RECV_TIMEOUT, **kwargs
     )
+
+
+class RawWebSocket:
+    """A WebSocket client written by hand on a bare socket, for what a library client will not
+    do: a handshake Tornado refuses, or a client that sends and never reads."""
+
+    def __init__(self, sock: socket.socket, status: int) -> None:
+        self.sock = sock
+        self.status = status
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        query: str = "EIO=4&transport=websocket",
+        version: str = WS_VERSION,
+        receive_buffer: int | None = None,
+    ) -> RawWebSocket:
+        """Send the handshake and read the status line and headers of the answer (nothing
+        more). `receive_buffer` shrinks the socket's receive buffer, for a client that never
+        reads."""
+        parts = urlsplit(url)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (parts.hostname, parts.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {parts.path}?{query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: {version}\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), RECV_TIMEOUT)
+            if not chunk:
+                break
+            head += chunk
+        status = int(head.split(b" ", 2)[1]) if head else 0
+        return cls(sock, status)
+
+    async def send(self, text: str) -> None:
+        """One text frame, masked with a zero key (which leaves the payload as it is)."""
+        payload = text.encode()
+        length = len(payload)
+        if length <= WS_SHORT:
+            header = struct.pack("!BB", 0x81, 0x80 | length)
+        elif length <= WS_MEDIUM:
+            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+        await asyncio.get_running_loop().sock_sendall(self.sock, header + bytes(4) + payload)
+
+    def close(self) -> None:
+        self.sock.close()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import Decoder, Packet, PacketType, ProtocolError, encode
-from protocol.packet import MAX_ACK_ID
+from protocol.packet import MAX_ACK_ID, MAX_ACK_ID_DIGITS
 
 P = PacketType
 
@@ -182,6 +182,50 @@ def test_attachment_limit_is_configurable() -> None:
     with pytest.raises(ProtocolError):
         Decoder(max_attachments=2).feed(header)
     assert Decoder(max_attachments=3).feed(header) is None
+
+
+class ReadTracingFrame(str):
+    """A text frame that remembers how far into it the decoder read."""
+
+    furthest = 0
+
+    def __getitem__(self, key: int | slice) -> str:
+        end = (key.stop or len(self)) if isinstance(key, slice) else key + 1
+        type(self).furthest = max(type(self).furthest, min(end, len(self)))
+        return str.__getitem__(self, key)
+
+
+RUN = 990_000  # digits: what a frame of about 1 kB carries when compressed
+
+
+@pytest.mark.parametrize(
+    ("head", "tail", "error", "longest"),
+    [
+        ("2", '["a"]', "ack id too long", 1 + MAX_ACK_ID_DIGITS + 1),
+        ("2/a,", '["a"]', "ack id too long", 4 + MAX_ACK_ID_DIGITS + 1),
+        ("5", '-["a"]', "too many attachments", 1 + len(str(10)) + 1),
+    ],
+)
+def test_digit_runs_are_refused_past_the_longest_valid_length(
+    head: str, tail: str, error: str, longest: int
+) -> None:
+    ReadTracingFrame.furthest = 0
+    frame = ReadTracingFrame(head + "7" * RUN + tail)
+    with pytest.raises(ProtocolError, match=error):
+        Decoder().feed(frame)
+    assert ReadTracingFrame.furthest <= longest
+
+
+def test_longest_ack_id_and_attachment_count_are_read_whole() -> None:
+    assert Decoder().feed(f'2{MAX_ACK_ID}["a"]') == Packet(P.EVENT, data=["a"], id=MAX_ACK_ID)
+    with pytest.raises(ProtocolError, match="too long"):
+        Decoder().feed("2" + "1" * (MAX_ACK_ID_DIGITS + 1) + '["a"]')
+    with pytest.raises(ProtocolError, match="too large"):
+        Decoder().feed(f'2{MAX_ACK_ID + 1}["a"]')
+    header = '510-["a",{"_placeholder":true,"num":0}]'
+    assert Decoder(max_attachments=10).feed(header) is None
+    with pytest.raises(ProtocolError, match="too many attachments"):
+        Decoder(max_attachments=10).feed("5100-" + header[4:])
 
 
 @pytest.mark.parametrize("message", [b"\x01", 42, None, {"a": 1}])

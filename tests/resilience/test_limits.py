@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import re
 
 import pytest
 import tornado.httpclient
 
 import metrics
-from config import Config, parse_config
+from config import LOOPBACK, Config, parse_config
 from handlers.errors import RateLimited
 from handlers.limits import JoinRateLimiter
 
@@ -25,6 +26,8 @@ OTHER_ADDRESS = "203.0.113.7"
 RESETS = 4
 JOINS_PER_RESET = 12
 _ACK = re.compile(r"43(\d+)(\[.*)", re.DOTALL)
+DEVICES = 300  # one school's devices behind one address
+LONG = 60.0  # seconds: longer than any test
 
 
 class Clock:
@@ -82,7 +85,7 @@ def test_zero_rate_is_unlimited() -> None:
 def test_production_defaults() -> None:
     defaults = Config()
     assert (defaults.join_rate, defaults.join_burst) == (5.0, 10)
-    assert defaults.max_connections_per_ip == 50
+    assert defaults.max_connections_per_ip == 1000  # a school of 500 devices behind one NAT
 
 
 def test_limit_flags_parse_and_refuse_bad_values(capsys) -> None:
@@ -236,3 +239,68 @@ class TestConnectionsPerAddress:
         await until(lambda: sio.eio.connections_from("127.0.0.1") == 1)
         await until(lambda: session_closed(sio.eio, silent))  # ping interval + timeout
         assert sio.eio.connections_from("127.0.0.1") == 0
+
+
+class TestDefaultConnectionsPerAddress:
+    @pytest.fixture
+    def config(self, config: Config) -> Config:
+        """Default limits; heartbeats longer than the test, as no device answers pings here."""
+        return dataclasses.replace(
+            config, max_connections_per_ip=Config().max_connections_per_ip,
+            ping_interval=LONG, ping_timeout=LONG,
+        )
+
+    @pytest.mark.gen_test(timeout=60)
+    async def test_a_school_behind_one_address_connects(self, url, sio) -> None:
+        async def device() -> None:
+            peer = await open_peer(url, "websocket")
+            devices.append(peer)
+            await connect(peer)
+
+        devices: list = []
+        try:
+            await asyncio.gather(*(device() for _ in range(DEVICES)))
+            assert sio.eio.connections_from("127.0.0.1") == DEVICES
+        finally:
+            for peer in devices:
+                peer.close()
+
+
+def access_log_addresses(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """The client addresses Tornado's access log showed (the last parenthesised field)."""
+    return {r.getMessage().rsplit("(", 1)[1].split(")")[0]
+            for r in caplog.records if r.name == "tornado.access"}
+
+
+class TestTrustedProxy:
+    @pytest.fixture
+    def config(self, config: Config) -> Config:
+        return dataclasses.replace(config, max_connections_per_ip=PER_IP, trusted_proxies=LOOPBACK)
+
+    @pytest.mark.gen_test(timeout=20)
+    async def test_its_forwarded_address_is_counted_and_logged(self, url, sio, caplog) -> None:
+        caplog.set_level(logging.INFO, logger="tornado.access")
+        await open_peer(url, "polling", headers={"X-Real-IP": OTHER_ADDRESS})
+        assert sio.eio.connections_from(OTHER_ADDRESS) == 1
+        assert sio.eio.connections_from("127.0.0.1") == 0
+        assert access_log_addresses(caplog) == {OTHER_ADDRESS}
+
+
+class TestUntrustedPeer:
+    @pytest.fixture
+    def config(self, config: Config) -> Config:
+        return dataclasses.replace(config, max_connections_per_ip=PER_IP, trusted_proxies=())
+
+    @pytest.mark.gen_test(timeout=20)
+    async def test_cannot_forge_its_address(self, url, sio, caplog) -> None:
+        caplog.set_level(logging.INFO, logger="tornado.access")
+        peers = [await open_peer(url, transport, headers={"X-Real-IP": f"198.51.100.{n}"})
+                 for n, transport in enumerate(("polling", "websocket") * (PER_IP // 2))]
+        assert sio.eio.connections_from("127.0.0.1") == PER_IP
+        for header in ("X-Real-IP", "X-Forwarded-For"):
+            with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+                await open_peer(url, "polling", headers={header: OTHER_ADDRESS})
+            assert info.value.code == 429
+        assert access_log_addresses(caplog) == {"127.0.0.1"}
+        for peer in peers:
+            peer.close()
