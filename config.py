@@ -371,7 +371,7 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "--websocket-compression",
         "ROLLCALL_WEBSOCKET_COMPRESSION",
         _boolean,
-        "negotiate permessage-deflate with WebSocket clients that offer it; costs some 150 kB "
+        "negotiate permessage-deflate with WebSocket clients that offer it; costs about 170 KiB "
         "of zlib state per such connection for its whole life (off: every client works without)",
     ),
 )
