@@ -36,6 +36,8 @@ MAX_ROSTER_TTL = 366 * 86400
 MAX_SESSION_OUTPUT = 10_000_000_000
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
     message_queue: str | None = None
     roster_ttl: int = ROSTER_TTL
+    websocket_compression: bool = False
 
 
 def _positive_float(text: str) -> float:
@@ -179,6 +182,17 @@ def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
                 f"expected addresses or networks like 10.0.0.0/8, got {item!r}"
             ) from None
     return tuple(networks)
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}, got {text!r}"
+    )
 
 
 def _optional(text: str) -> str | None:
@@ -353,10 +367,21 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "seconds a lesson's roster (who joined, when, who left) outlives its last change; "
         "0 turns the roster off",
     ),
+    (
+        "--websocket-compression",
+        "ROLLCALL_WEBSOCKET_COMPRESSION",
+        _boolean,
+        "negotiate permessage-deflate with WebSocket clients that offer it; costs about 170 KiB "
+        "of zlib state per such connection for its whole life (off: every client works without)",
+    ),
 )
+#: flags that also stand alone (`--flag` alone means `--flag true`)
+_SWITCHES = frozenset({"--websocket-compression"})
 
 
 def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return TRUE_WORDS[-1] if value else FALSE_WORDS[-1]
     if isinstance(value, tuple):
         return ",".join(str(item) for item in value)
     return "" if value is None else str(value)
@@ -378,6 +403,9 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
             kwargs["choices"] = EVENT_LOOPS
             kwargs["type"] = str
             kwargs["metavar"] = "{" + ",".join(EVENT_LOOPS) + "}"
+        if flag in _SWITCHES:
+            kwargs["nargs"] = "?"
+            kwargs["const"] = True
         shown = (
             "(secret)"
             if "secret" in name or "token" in name

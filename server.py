@@ -130,6 +130,7 @@ def build(config: Config, services: Services) -> Rollcall:
         "connect_timeout": config.connect_timeout,
         "max_connections_per_ip": config.max_connections_per_ip,
         "max_session_output": config.max_session_output,
+        "websocket_compression": config.websocket_compression,
     }
     manager = None
     if config.message_queue is not None:

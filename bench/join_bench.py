@@ -26,10 +26,11 @@ How, in one run:
      rosters, is counted apart and not compared); each server's best round by acks/s is
      reported, with the median over all rounds of its acks per server CPU-second;
        baseline  bench/baseline_join_server.py (python-socketio, aiopg, redis.asyncio, asyncio loop)
-       ours      server.py --log-level WARNING (uvloop, its default), its per-connection join
-                 rate limit and per-address connection limit raised far above the load
-  4. print a table and check the target: ours >= 3x baseline acks/s, p99 no worse, zero errors,
-     same keys (exit status 1 if missed).
+       ours      server.py at its default flags (uvloop, INFO logging, to a file here as under
+                 `make run` redirected), but its per-connection join rate limit and
+                 per-address connection limit raised far above the load
+  4. print a table and check the target: ours >= 4x baseline acks/s, p99 <= 1/3 of the
+     baseline's, zero errors, same keys (exit status 1 if missed).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ from store.keys import BOOKKEEPING_PREFIX
 RUN_DIR = harness.REPO / ".run" / "bench"
 LOG_DIR = RUN_DIR / "logs"
 SERVICES = harness.REPO / "scripts" / "services.sh"
-TARGET_RATIO = 3.0
+TARGET_RATIO = 4.0
+#: ours' p99 at most this share of the baseline's
+TARGET_P99_SHARE = 1 / 3
 # Our server's abuse limits (5 joins/s per connection, 50 connections per address by default)
 # would answer most of this load RATE_LIMITED or refuse it: the load generator's connections all
 # come from 127.0.0.1 and join back to back. They are raised far above the load, not turned off,
@@ -116,8 +119,7 @@ def server_argv(name: str, port: int, redis_url: str, database_url: str) -> list
               "--access-token-secret", SECRET]
     if name == "baseline":
         return [harness.PYTHON, str(harness.BENCH / "baseline_join_server.py"), *stores]
-    return [harness.PYTHON, str(harness.REPO / "server.py"), *stores, "--log-level", "WARNING",
-            *OURS_LIMITS]
+    return [harness.PYTHON, str(harness.REPO / "server.py"), *stores, *OURS_LIMITS]
 
 
 def measure(name: str, client: redis.Redis, redis_url: str, database_url: str,
@@ -224,8 +226,9 @@ def check_target(results: dict[str, dict[str, Any]], spread: str) -> int:
     errors = ours["error_acks"] + ours["transport_errors"]
     checks = [(f"acks/s {ratio:.2f}x baseline (>= {TARGET_RATIO:g}x; median acks per server "
                f"CPU-second {harness.per_cpu_ratio(ours, base)})", ratio >= TARGET_RATIO),
-              (f"p99 {ours['p99_ms']:.2f} ms vs baseline {base['p99_ms']:.2f} ms (<=)",
-               ours["p99_ms"] <= base["p99_ms"]),
+              (f"p99 {ours['p99_ms']:.2f} ms vs baseline {base['p99_ms']:.2f} ms "
+               f"(<= {TARGET_P99_SHARE:.2f}x)",
+               ours["p99_ms"] <= base["p99_ms"] * TARGET_P99_SHARE),
               (f"errors {errors} (== 0)", errors == 0),
               keys_check(spread, ours["keys"], base["keys"])]
     for text, ok in checks:

@@ -1,18 +1,26 @@
 """Issue 6 load case: a whole school joins at 9:00, then sits in class.
 
 N WebSocket connections (default 2000) open and each emits one join_lesson within a few seconds;
-then they stay connected, answering pings, for --idle seconds. Checked: every join acknowledged
+then they stay connected, answering pings, for --idle seconds. With --offer deflate every client
+offers permessage-deflate as browsers do (`permessage-deflate; client_max_window_bits`), with
+--offer none it offers nothing; --offer none,deflate (the default) measures both, a fresh server
+each. Checked: every join acknowledged
 SUCCESS and every participant's presence keys in Redis (its `{client_id}` hash and its field of
 `lesson_student_{lesson_id}`, both naming its sid). Measured: how long the joins took, the ack
-latency, and the server's resident memory before and after, per idle connection.
+latency, the server's resident memory before and after, per idle connection, and how many
+connections negotiated compression.
 
-It starts server.py (pinned to core 0, as bench/harness.py does) with a Redis and PostgreSQL of its
-own under .run/load-idle (scripts/services.sh, on free ports of 127.0.0.1; the bench data of
-bench/join_bench.py), and raises the file-descriptor limit of itself and the server. The
-per-address connection limit is turned off for the run: every client here is 127.0.0.1.
+It starts server.py (pinned to core 0, as bench/harness.py does; the load runs on core 1) at its
+default flags (logging at INFO to a file) but one: --max-connections-per-ip 0, as every client
+here is 127.0.0.1 and the default (1000) would refuse the rest. --server-flag adds one (e.g.
+--server-flag=--websocket-compression). It has a Redis and PostgreSQL of its own under
+.run/load-idle (scripts/services.sh, on free ports of 127.0.0.1; the bench data of
+bench/join_bench.py), and raises the file-descriptor limit of itself and of the server (a child,
+which inherits it) to what one side of N connections needs.
 
-    .venv/bin/python bench/load_idle.py               # 2000 connections, 20 s idle, < 1 min
-    .venv/bin/python bench/load_idle.py -n 500 --idle 5
+    .venv/bin/python bench/load_idle.py                 # 3000 connections, 20 s idle, ~2 min
+    .venv/bin/python bench/load_idle.py -n 10000        # ~4 min
+    .venv/bin/python bench/load_idle.py -n 500 --idle 5 --offer deflate
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -41,8 +50,10 @@ SUCCESS_ACK = '431[{"status":"SUCCESS","data":{}}]'
 JOIN_ACK_ID = 1
 OPEN_CONCURRENCY = 200  # handshakes in flight at once, as a school's browsers would spread them
 WARMUP_CONNECTIONS = 20  # joined and closed before the baseline, so lazy set-up is not counted
-FDS_PER_CONNECTION = 1
+FDS_PER_CONNECTION = 1  # each side: the server its accepted socket, the client its own
 FD_HEADROOM = 512
+#: what browsers (and aiohttp with compress=15) offer
+OFFERS = {"none": 0, "deflate": 15}
 KIB = 1024
 RUN_DIR = harness.REPO / ".run" / "load-idle"
 SERVICES = harness.REPO / "scripts" / "services.sh"
@@ -59,6 +70,7 @@ class Joined:
     k: int
     sid: str
     ack_seconds: float
+    compressed: bool
 
 
 @dataclass
@@ -108,11 +120,12 @@ def join_payload(k: int, lessons: int, students: int, exp: int) -> str:
 
 async def client(session: aiohttp.ClientSession, url: str, k: int, payload: str,
                  gate: asyncio.Semaphore, run: Run, idle_until: asyncio.Event,
-                 limit_s: float) -> None:
-    """Connect, join, then idle answering pings until told to leave."""
+                 limit_s: float, compress: int) -> None:
+    """Connect (offering compression if compress), join, then idle answering pings until told
+    to leave."""
     try:
         async with gate, asyncio.timeout(limit_s):
-            ws = await session.ws_connect(url, max_msg_size=0)
+            ws = await session.ws_connect(url, max_msg_size=0, compress=compress)
             opening = await ws.receive_str()
             assert opening.startswith("0{"), opening
             await ws.send_str("40")
@@ -125,7 +138,7 @@ async def client(session: aiohttp.ClientSession, url: str, k: int, payload: str,
                 await ws.send_str("3")
             if text != SUCCESS_ACK:
                 raise AssertionError(f"ack {text[:120]}")
-            run.record(Joined(k, sid, time.perf_counter() - sent))
+            run.record(Joined(k, sid, time.perf_counter() - sent, bool(ws.compress)))
     except (AssertionError, aiohttp.ClientError, TimeoutError, TypeError, OSError) as exc:
         run.record(f"{k}: {type(exc).__name__} {exc}")
         return
@@ -153,8 +166,8 @@ def missing_presence(db: redis.Redis, joined: Sequence[Joined], lessons: int) ->
             values[2 * n + 1] != j.sid]
 
 
-async def load(url: str, args: argparse.Namespace, server_pid: int,
-               db: redis.Redis) -> dict[str, Any]:
+async def load(url: str, args: argparse.Namespace, server_pid: int, db: redis.Redis,
+               compress: int) -> dict[str, Any]:
     exp = int(time.time()) + 3600
     payloads = [join_payload(k, args.lessons, args.students, exp)
                 for k in range(WARMUP_CONNECTIONS + args.connections)]
@@ -165,14 +178,16 @@ async def load(url: str, args: argparse.Namespace, server_pid: int,
         leave_warm.set()
         await asyncio.gather(*(client(session, url, args.connections + k,
                                       payloads[args.connections + k], gate, warm, leave_warm,
-                                      args.timeout) for k in range(WARMUP_CONNECTIONS)))
+                                      args.timeout, compress)
+                                   for k in range(WARMUP_CONNECTIONS)))
         await asyncio.sleep(1.0)  # let the warm-up disconnects finish before the baseline
         rss_before = rss_bytes(server_pid)
 
         run, leave = Run(args.connections), asyncio.Event()
         started = time.perf_counter()
         tasks = [asyncio.create_task(client(session, url, k, payloads[k], gate, run, leave,
-                                            args.timeout)) for k in range(args.connections)]
+                                            args.timeout, compress))
+                 for k in range(args.connections)]
         await run.settled.wait()
         joined_in = time.perf_counter() - started
         missing = missing_presence(db, run.joined, args.lessons)
@@ -187,6 +202,7 @@ async def load(url: str, args: argparse.Namespace, server_pid: int,
     return {
         "connections": args.connections,
         "joined": len(run.joined),
+        "compressed": sum(j.compressed for j in run.joined),
         "failures": len(run.failures),
         "failure_examples": run.failures[:5],
         "presence_missing": len(missing),
@@ -203,50 +219,75 @@ async def load(url: str, args: argparse.Namespace, server_pid: int,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("-n", "--connections", type=int, default=2000)
+    p.add_argument("-n", "--connections", type=int, default=3000)
+    p.add_argument("--offer", default="none,deflate",
+                   help="comma-separated, one run each: none (no compression offered) or "
+                        "deflate (permessage-deflate offered, as browsers do)")
+    p.add_argument("--server-flag", action="append", default=[],
+                   help="a flag added to the server's command line (repeatable)")
     p.add_argument("--idle", type=float, default=20.0, help="seconds connected after the joins")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for one connect + join")
     p.add_argument("--lessons", type=int, default=50)
     p.add_argument("--students", type=int, default=40, help="student_attend rows per lesson")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.offer = [o.strip() for o in args.offer.split(",") if o.strip()]
+    if not args.offer or set(args.offer) - set(OFFERS):
+        p.error(f"--offer takes {' and/or '.join(OFFERS)}")
+    return args
+
+
+def measure(args: argparse.Namespace, offer: str, db: redis.Redis, redis_url: str,
+            database_url: str) -> dict[str, Any]:
+    """One fresh server, one offer: FLUSHALL, start, load, stop."""
+    db.flushall()
+    port = harness.free_port()
+    argv = [harness.PYTHON, str(harness.REPO / "server.py"), "--port", str(port),
+            "--redis-url", redis_url, "--database-url", database_url,
+            "--access-token-secret", SECRET, "--max-connections-per-ip", "0",
+            *args.server_flag]
+    with harness.server(argv, port, join_bench.LOG_DIR / f"load-idle-{offer}.log") as proc:
+        result = uvloop.run(load(websocket_url(f"http://127.0.0.1:{port}"), args, proc.pid,
+                                 db, OFFERS[offer]))
+    result["offer"] = offer
+    result["server_flags"] = " ".join(args.server_flag)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    fd_limit = raise_fd_limit(FDS_PER_CONNECTION * 2 * (args.connections + WARMUP_CONNECTIONS)
+    os.sched_setaffinity(0, {int(harness.CLIENT_CORE)})  # the server gets core 0 to itself
+    fd_limit = raise_fd_limit(FDS_PER_CONNECTION * (args.connections + WARMUP_CONNECTIONS)
                               + FD_HEADROOM)
     join_bench.LOG_DIR.mkdir(parents=True, exist_ok=True)
     redis_port, pg_port = harness.free_port(), harness.free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     database_url = f"postgresql://rollcall@127.0.0.1:{pg_port}/rollcall"
     services("start", redis_port, pg_port)
+    results = []
     try:
         db = redis.Redis.from_url(redis_url, decode_responses=True)
         harness.check_own_stores(db, database_url, RUN_DIR)
         join_bench.load_data(database_url, argparse.Namespace(
             lessons=args.lessons, seats=args.students, seated=args.students))
-        db.flushall()
-        port = harness.free_port()
-        argv = [harness.PYTHON, str(harness.REPO / "server.py"), "--port", str(port),
-                "--redis-url", redis_url, "--database-url", database_url,
-                "--access-token-secret", SECRET, "--log-level", "WARNING",
-                "--max-connections-per-ip", "0"]
-        with harness.server(argv, port, join_bench.LOG_DIR / "load-idle.log") as proc:
-            result = uvloop.run(load(websocket_url(f"http://127.0.0.1:{port}"), args,
-                                     proc.pid, db))
+        for offer in args.offer:
+            results.append(measure(args, offer, db, redis_url, database_url))
         db.close()
     finally:
         services("stop")
-    result["fd_limit"] = fd_limit
-    print(json.dumps(result))
     print(f"Machine: {harness.machine()}", file=sys.stderr)
-    print(f"{result['joined']}/{result['connections']} joined in {result['joined_in_s']} s "
-          f"(ack p50 {result['ack_p50_ms']} ms, p99 {result['ack_p99_ms']} ms, "
-          f"max {result['ack_max_ms']} ms); presence missing for {result['presence_missing']}; "
-          f"RSS {result['rss_before_mib']} -> {result['rss_after_mib']} MiB after "
-          f"{result['idle_s']:g} s idle: {result['rss_per_connection_kib']} KiB per connection",
-          file=sys.stderr)
-    ok = result["joined"] == args.connections and not result["presence_missing"]
+    ok = True
+    for result in results:
+        result["fd_limit"] = fd_limit
+        print(json.dumps(result))
+        print(f"offer {result['offer']}, server flags [{result['server_flags']}]: "
+              f"{result['joined']}/{result['connections']} joined "
+              f"({result['compressed']} compressed) in {result['joined_in_s']} s "
+              f"(ack p50 {result['ack_p50_ms']} ms, p99 {result['ack_p99_ms']} ms, "
+              f"max {result['ack_max_ms']} ms); presence missing for "
+              f"{result['presence_missing']}; RSS {result['rss_before_mib']} -> "
+              f"{result['rss_after_mib']} MiB after {result['idle_s']:g} s idle: "
+              f"{result['rss_per_connection_kib']} KiB per connection", file=sys.stderr)
+        ok = ok and result["joined"] == args.connections and not result["presence_missing"]
     return 0 if ok else 1
 
 

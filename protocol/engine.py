@@ -127,17 +127,20 @@ class EngineServer(engineio.AsyncServer):
     ``max_connections_per_ip``: open sessions one client address may hold (UNLIMITED: no
     limit); a handshake over it is refused with HTTP 429. ``max_session_output``: bytes one
     session may have queued for its client before it is closed (None: OUTPUT_LIMIT_PAYLOADS
-    times ``max_http_buffer_size``).
+    times ``max_http_buffer_size``). ``websocket_compression``: negotiate permessage-deflate
+    with a WebSocket client that offers it (off by default: see ``get_compression_options``).
     """
 
     def __init__(
         self,
         max_connections_per_ip: int = UNLIMITED,
         max_session_output: int | None = None,
+        websocket_compression: bool = False,
         **options: Any,
     ) -> None:
         options["async_mode"] = "tornado"
         super().__init__(**options)
+        self.websocket_compression = websocket_compression
         # python-engineio's mode table is shared by every server: copy it before changing it
         self._async = {**self._async, "websocket": _UpgradingWebSocket}
         #: Engine.IO sids with a long-polling GET in flight (at most one each).
@@ -501,12 +504,14 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             elif self._opened is not None and not self._opened.done():
                 self._opened.set_result(True)
 
-        def get_compression_options(self) -> None:
-            """No permessage-deflate, as the reference server's default: a compressing client
-            (Node's ws) delays every frame by a trip through zlib's thread pool, so its "5" came
-            after a poll it sent later; and with context takeover each connection would hold
-            some 300 kB of zlib state on the server."""
-            return None
+        def get_compression_options(self) -> dict[str, Any] | None:
+            """No permessage-deflate unless the server was built with ``websocket_compression``,
+            as the reference server's default: with context takeover each compressing
+            connection holds a zlib compressor and decompressor on the server for its whole life
+            (measured in docs/benchmarks.md), and a compressing client (Node's ws) delays every
+            frame by a trip through zlib's thread pool, so its "5" came after a poll it sent
+            later. With it, Tornado's defaults apply."""
+            return {} if eio.websocket_compression else None
 
         def abort(self) -> None:
             """Drop the connection at once, unsent output and all."""

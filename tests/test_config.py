@@ -28,6 +28,7 @@ EVERY_FLAG = (
     "--roster-ttl",
     "--max-session-output",
     "--trusted-proxies",
+    "--websocket-compression",
 )
 
 
@@ -103,6 +104,8 @@ def test_empty_optional_values_mean_off() -> None:
         ([], {"ROLLCALL_MAX_SESSION_OUTPUT": "-1"}, "--max-session-output"),
         (["--trusted-proxies", "nginx"], {}, "--trusted-proxies"),
         ([], {"ROLLCALL_TRUSTED_PROXIES": "10.0.0.0/33"}, "--trusted-proxies"),
+        (["--websocket-compression", "maybe"], {}, "--websocket-compression"),
+        ([], {"ROLLCALL_WEBSOCKET_COMPRESSION": "2"}, "--websocket-compression"),
     ],
 )
 def test_invalid_value_exits_2_with_one_line_naming_the_flag(
@@ -165,3 +168,14 @@ def test_the_roster_ttl_falls_back_to_the_environment_and_zero_turns_it_off() ->
     assert Config().roster_ttl == 86400
     assert parse_config([], environ={"ROLLCALL_ROSTER_TTL": "3600"}).roster_ttl == 3600
     assert parse_config(["--roster-ttl", "0"], environ={}).roster_ttl == 0
+
+
+def test_websocket_compression_is_off_unless_turned_on_by_flag_or_environment() -> None:
+    assert parse_config([], environ={}).websocket_compression is False
+    assert parse_config(["--websocket-compression"], environ={}).websocket_compression is True
+    assert parse_config(
+        ["--websocket-compression", "off"], environ={}
+    ).websocket_compression is False
+    on = {"ROLLCALL_WEBSOCKET_COMPRESSION": "true"}
+    assert parse_config([], environ=on).websocket_compression is True
+    assert parse_config(["--websocket-compression=0"], environ=on).websocket_compression is False

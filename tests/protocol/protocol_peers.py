@@ -135,9 +135,11 @@ class RawWebSocket:
     """A WebSocket client written by hand on a bare socket, for what a library client will not
     do: a handshake Tornado refuses, or a client that sends and never reads."""
 
-    def __init__(self, sock: socket.socket, status: int) -> None:
+    def __init__(self, sock: socket.socket, status: int, headers: dict[str, str]) -> None:
         self.sock = sock
         self.status = status
+        #: the answer's headers, names in lower case
+        self.headers = headers
 
     @classmethod
     async def open(
@@ -146,10 +148,11 @@ class RawWebSocket:
         query: str = "EIO=4&transport=websocket",
         version: str = WS_VERSION,
         receive_buffer: int | None = None,
+        extra_headers: str = "",
     ) -> RawWebSocket:
         """Send the handshake and read the status line and headers of the answer (nothing
         more). `receive_buffer` shrinks the socket's receive buffer, for a client that never
-        reads."""
+        reads; `extra_headers` (lines ending in CRLF) go into the request as they are."""
         parts = urlsplit(url)
         loop = asyncio.get_running_loop()
         sock = socket.socket()
@@ -161,7 +164,7 @@ class RawWebSocket:
         request = (
             f"GET {parts.path}?{query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: {version}\r\n\r\n"
+            f"Sec-WebSocket-Version: {version}\r\n{extra_headers}\r\n"
         )
         await loop.sock_sendall(sock, request.encode())
         head = b""
@@ -171,7 +174,12 @@ class RawWebSocket:
                 break
             head += chunk
         status = int(head.split(b" ", 2)[1]) if head else 0
-        return cls(sock, status)
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines if ":" in line)
+        }
+        return cls(sock, status, headers)
 
     async def send(self, text: str) -> None:
         """One text frame, masked with a zero key (which leaves the payload as it is)."""
