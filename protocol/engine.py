@@ -77,6 +77,8 @@ class EngineServer(engineio.AsyncServer):
         #: the client address of every open session, and how many sessions each address holds
         self._addresses: dict[str, str] = {}
         self._per_address: dict[str, int] = {}
+        #: python-engineio's background tasks still running (see start_background_task)
+        self._background: set[asyncio.Task[Any]] = set()
 
     def admits(self, address: str) -> bool:
         """Whether `address` may open one more session under ``max_connections_per_ip``."""
@@ -108,6 +110,26 @@ class EngineServer(engineio.AsyncServer):
                 self._per_address[address] = left
             else:
                 del self._per_address[address]
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task:
+        """python-engineio's public hook for the tasks it starts (the heartbeat monitor, and
+        each session's next PING, which sleeps ping_interval first): kept, so that shutdown()
+        can end them instead of leaving them asleep past the server's end."""
+        task = super().start_background_task(target, *args, **kwargs)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),
+        then cancel and await every other task it started, e.g. each session's pending PING."""
+        if self.service_task_handle is not None:
+            await super().shutdown()
+        tasks = [task for task in self._background if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
         return _Outbox(self)

@@ -363,7 +363,8 @@ class Server:
         return counts
 
     async def shutdown(self) -> None:
-        """Stop python-engineio's background monitor (call before stopping the web server)."""
+        """Stop python-engineio's heartbeat monitor and every task it started, such as each
+        session's pending PING (call after close_all, before stopping the web server)."""
         await self.eio.shutdown()
 
     async def _drop(self, sock: _Socket, reason: str | None) -> None:

@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from config import Config
+from tests.conftest import TEST_TOKEN_SECRET
 
 from .helpers import (
     LESSON,
@@ -120,7 +121,7 @@ def forged_tokens(secret: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("kind", list(forged_tokens("s")))
+@pytest.mark.parametrize("kind", list(forged_tokens(TEST_TOKEN_SECRET)))
 @pytest.mark.gen_test(timeout=30)
 async def test_invalid_token(connect, lesson, redis_db, prior_state, sio, secret, kind):
     client = await connect()

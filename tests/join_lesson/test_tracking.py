@@ -51,6 +51,7 @@ async def test_events_reach_the_endpoint_with_their_properties():
     finally:
         await tracker.close()
         server.stop()
+        await server.close_all_connections()
 
     assert len(events) == 1
     assert events[0]["event"] == "reconnect"
@@ -94,6 +95,7 @@ async def test_a_slow_endpoint_never_blocks_track(caplog):
         release.set()
         await tracker.close()
         server.stop()
+        await server.close_all_connections()
 
     messages = [r.getMessage() for r in caplog.records if r.name == "rollcall.tracking"]
     assert any("dropped" in m for m in messages)

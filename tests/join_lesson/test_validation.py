@@ -15,7 +15,8 @@ from handlers.tokens import TokenVerifier
 from handlers.validation import MAX_ID_LENGTH, JoinRequest, parse_join_request
 
 ROLES = ("student", "observer")
-SECRET = "unit-test-secret-at-least-32-bytes-long"
+#: 64 bytes: the "hs512" case signs with it, and PyJWT warns of an HS512 key shorter than that
+SECRET = "unit-test-secret-of-64-bytes-long-enough-for-hs256-and-hs512-000"
 # join_lesson.md, "Ids never name another key": the key families and rollcall's own bookkeeping.
 RESERVED = ("lesson_seat_", "lesson_teacher_", "lesson_student_", "rollcall:")
 

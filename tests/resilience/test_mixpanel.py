@@ -50,6 +50,7 @@ def mixpanel_url(request: pytest.FixtureRequest, io_loop) -> Iterator[str]:
         server.listen(port, "127.0.0.1")
         yield f"http://127.0.0.1:{port}/track"
         server.stop()
+        io_loop.run_sync(server.close_all_connections)
         return
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
