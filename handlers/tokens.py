@@ -20,7 +20,13 @@ from jwt.algorithms import HMACAlgorithm
 from config import ROLE_TEACHER
 from handlers.errors import InvalidToken
 from handlers.validation import is_valid_text
+from protocol.versions import require
 from store.keys import is_reserved
+
+#: the PyJWT series tested with: PyJWT has no public way to give a PyJWT the algorithms of its
+#: PyJWS, so TokenVerifier registers HS256 on the private `_jws` of its own PyJWT instance
+PYJWT_SERIES = (2, 15)
+require("PyJWT", PYJWT_SERIES)
 
 log = logging.getLogger("rollcall.tokens")
 

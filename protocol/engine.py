@@ -20,6 +20,13 @@ import tornado.websocket
 from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 
+from .versions import require
+
+#: the python-engineio series whose internals this module was written against and tested with
+#: (``_ok``, ``create_queue``, the Tornado handler's ``receive_queue``)
+ENGINEIO_SERIES = (4, 15)
+require("python-engineio", ENGINEIO_SERIES)
+
 EIO_VERSION = "4"
 TRANSPORTS = frozenset({"polling", "websocket"})
 ALLOWED_METHODS = frozenset({"GET", "POST", "OPTIONS"})
