@@ -35,6 +35,6 @@ def _ready(weak_self: weakref.ref[Any]) -> None:
 
 
 def install() -> None:
-    """Patch aiopg once; idempotent."""
+    """Patch aiopg, process-wide (server.py's setup_process calls it before serving); idempotent."""
     if Connection._ready is not _ready:
         Connection._ready = staticmethod(_ready)

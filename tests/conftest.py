@@ -18,7 +18,7 @@ import redis
 import tornado.ioloop
 
 from config import Config
-from server import Rollcall, Services, build, disconnect_all
+from server import Rollcall, Services, build, disconnect_all, setup_process
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "store" / "schema.sql"
@@ -29,6 +29,13 @@ TEST_PING_INTERVAL = 0.3
 TEST_PING_TIMEOUT = 0.5
 #: how long a task still ending when its test ends may take, before it counts as left running
 SETTLE_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_setup() -> None:
+    """The process-wide setup server.py's main() makes before serving, made once for the whole
+    run: every test runs in a process set up as production's is."""
+    setup_process()
 
 
 class TaskLeftPending(UserWarning):
