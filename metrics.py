@@ -30,8 +30,6 @@ from prometheus_client.registry import Collector
 
 NAMESPACE = "rollcall"
 TRANSPORTS = ("polling", "websocket")
-#: The `code` of a join that succeeded; the other codes are the ack's error codes.
-JOIN_SUCCESS = "SUCCESS"
 #: The `role` label of a join whose request did not validate: the raw role is client-chosen text
 #: and would let any client create label values without bound.
 UNKNOWN_ROLE = "unknown"

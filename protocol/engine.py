@@ -90,7 +90,7 @@ class EngineServer(engineio.AsyncServer):
     def admits(self, address: str) -> bool:
         """Whether `address` may open one more session under ``max_connections_per_ip``."""
         limit = self.max_connections_per_ip
-        return limit == UNLIMITED or self._per_address.get(address, 0) < limit
+        return limit == UNLIMITED or self.connections_from(address) < limit
 
     def connections_from(self, address: str) -> int:
         """How many open sessions `address` holds."""

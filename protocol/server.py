@@ -39,8 +39,6 @@ _log = logging.getLogger("protocol")
 DEFAULT_REFUSAL = "Connection rejected by server"
 INVALID_NAMESPACE = "Invalid namespace"
 SID_BYTES = 15  # 20 url-safe characters, like the reference server's ids
-CONNECT_HANDLER_ARGS = 3  # (sid, environ, auth)
-DISCONNECT_HANDLER_ARGS = 2  # (sid, reason)
 
 
 class ConnectionRefusedError(ConnectionError):
