@@ -33,7 +33,7 @@ from store.presence import PresenceStore
 from tracking import Tracker
 from web.presence import PresenceReader
 
-log = logging.getLogger("rollcall.server")
+log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = r"/socket.io/"
 # Shutdown, from the signal: every socket disconnected and its presence cleared within
@@ -252,4 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module `server`, not as `__main__`: its logger is then named "server", like
+    # every logger after its module, and there is one copy of the module however it is reached.
+    import server
+
+    sys.exit(server.main())

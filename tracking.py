@@ -20,7 +20,7 @@ import mixpanel
 import metrics
 from config import Config
 
-log = logging.getLogger("rollcall.tracking")
+log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
 REQUEST_TIMEOUT = 2.0  # seconds, each of connect and read

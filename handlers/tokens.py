@@ -27,7 +27,7 @@ from store.keys import is_reserved
 PYJWT_SERIES = (2, 15)
 require("PyJWT", PYJWT_SERIES)
 
-log = logging.getLogger("rollcall.tokens")
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 # The client id is the `client_id` claim, else `sub` (join_lesson.md, "Access tokens").

@@ -48,7 +48,7 @@ HTTP_TOO_MANY_REQUESTS = 429
 WS_PROTOCOL_ERROR = 1002  # RFC 6455 close code
 UNLIMITED = 0
 
-_log = logging.getLogger("protocol.engine")
+_log = logging.getLogger(__name__)
 
 
 class _Outbox(asyncio.Queue):

@@ -34,7 +34,7 @@ from .packet import (
 
 __all__ = ["ConnectionRefusedError", "Server", "get_tornado_handler"]
 
-_log = logging.getLogger("protocol")
+_log = logging.getLogger(__name__)
 
 DEFAULT_REFUSAL = "Connection rejected by server"
 INVALID_NAMESPACE = "Invalid namespace"
