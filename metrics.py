@@ -30,8 +30,6 @@ from prometheus_client.registry import Collector
 
 NAMESPACE = "rollcall"
 TRANSPORTS = ("polling", "websocket")
-#: The `code` of a join that succeeded; the other codes are the ack's error codes.
-JOIN_SUCCESS = "SUCCESS"
 #: The `role` label of a join whose request did not validate: the raw role is client-chosen text
 #: and would let any client create label values without bound.
 UNKNOWN_ROLE = "unknown"
@@ -42,8 +40,6 @@ JOIN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LOOP_LAG_INTERVAL = 0.5
 
-# The `_created` series double every counter and histogram for a value no alert uses.
-disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     REGISTRY.register(_collector)
@@ -142,6 +138,12 @@ EVENT_LOOP_LAG = Gauge(
 for _backend in STORE_BACKENDS:
     STORE_ERRORS.labels(_backend)
     STORE_SECONDS.labels(_backend)
+
+
+def configure() -> None:
+    """Process-wide, once, before serving (server.py's setup_process): no `_created` series,
+    which would double every counter and histogram for a value no alert uses."""
+    disable_created_metrics()
 
 
 def record_join(role: str, code: str, seconds: float) -> None:

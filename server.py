@@ -27,13 +27,14 @@ from protocol import Server, get_tornado_handler
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
 from proxies import ProxiedHTTPServer
+from store import aiopg_compat
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.presence import PresenceStore
 from tracking import Tracker
 from web.presence import PresenceReader
 
-log = logging.getLogger("rollcall.server")
+log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = r"/socket.io/"
 # Shutdown, from the signal: every socket disconnected and its presence cleared within
@@ -138,7 +139,9 @@ def build(config: Config, services: Services) -> Rollcall:
         manager = RelayManager(transport)
     sio = Server(client_manager=manager, **options)
     connections = handlers.register(sio, services, config)
+    # the gauges read this app: its sessions, and the queue of its Mixpanel tracker
     metrics.CONNECTIONS.track(sio)
+    metrics.MIXPANEL_QUEUE_LENGTH.set_function(services.tracker.queue_length)
     app = tornado.web.Application(
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
@@ -241,12 +244,24 @@ def run(config: Config) -> None:
     asyncio.run(serve(config))
 
 
+def setup_process() -> None:
+    """The process-wide settings rollcall serves with, made once before anything is built (no
+    constructor or import changes them). Tests that build the app in-process call this too."""
+    metrics.configure()
+    aiopg_compat.install()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_level, config.log_format)
+    setup_process()
     run(config)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module `server`, not as `__main__`: its logger is then named "server", like
+    # every logger after its module, and there is one copy of the module however it is reached.
+    import server
+
+    sys.exit(server.main())

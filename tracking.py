@@ -20,7 +20,7 @@ import mixpanel
 import metrics
 from config import Config
 
-log = logging.getLogger("rollcall.tracking")
+log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
 REQUEST_TIMEOUT = 2.0  # seconds, each of connect and read
@@ -43,7 +43,6 @@ class Tracker:
         self.enabled = token is not None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
-        metrics.MIXPANEL_QUEUE_LENGTH.set_function(self._queue.qsize)
         if token is None:
             return
         consumer = mixpanel.Consumer(
@@ -56,6 +55,10 @@ class Tracker:
     @classmethod
     def from_config(cls, config: Config) -> Tracker:
         return cls(config.mixpanel_token, config.mixpanel_events_url)
+
+    def queue_length(self) -> int:
+        """Events waiting to be sent (what `rollcall_mixpanel_queue_length` shows)."""
+        return self._queue.qsize()
 
     def track(self, distinct_id: str, event: str, properties: dict[str, Any]) -> None:
         """Queue an event without blocking; when the queue is full the oldest event is dropped

@@ -40,7 +40,7 @@ from tracking import Tracker
 if TYPE_CHECKING:
     from protocol import Server
 
-log = logging.getLogger("rollcall.join_lesson")
+log = logging.getLogger(__name__)
 
 EVENT = "join_lesson"
 RECONNECT_EVENT = "reconnect"

@@ -40,7 +40,7 @@ from typing import Any
 from store.errors import StoreUnavailable
 from store.presence import Entry, Leave, PresenceStore
 
-log = logging.getLogger("rollcall.presence")
+log = logging.getLogger(__name__)
 
 OUTCOME_SUCCESS = "SUCCESS"
 OUTCOME_UNAVAILABLE = "UNAVAILABLE"

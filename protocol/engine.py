@@ -26,6 +26,13 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 from engineio.async_socket import AsyncSocket
 
+from .versions import require
+
+#: the python-engineio series whose internals this module was written against and tested with
+#: (``_ok``, ``create_queue``, the Tornado handler's ``receive_queue``)
+ENGINEIO_SERIES = (4, 15)
+require("python-engineio", ENGINEIO_SERIES)
+
 EIO_VERSION = "4"
 TRANSPORTS = frozenset({"polling", "websocket"})
 ALLOWED_METHODS = frozenset({"GET", "POST", "OPTIONS"})
@@ -57,7 +64,7 @@ OUTPUT_LIMIT_PAYLOADS = 4
 #: What a queued packet without a text or binary payload (OPEN, PING, NOOP...) is counted as.
 PACKET_OVERHEAD = 64
 
-_log = logging.getLogger("protocol.engine")
+_log = logging.getLogger(__name__)
 
 
 def _queued_size(item: eio_packet.Packet | None) -> int:
@@ -163,7 +170,8 @@ class EngineServer(engineio.AsyncServer):
         #: sids whose client sent CLOSE by POST while no poll was pending, with the loop time
         #: until which the poll racing that CLOSE is still answered with a NOOP
         self._owed_noops: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: python-engineio's background tasks still running (see start_background_task)
+        self._background: set[asyncio.Task[Any]] = set()
 
     def reserve(self, address: str) -> bool:
         """Take a place for a new session of `address` if ``max_connections_per_ip`` allows,
@@ -208,6 +216,26 @@ class EngineServer(engineio.AsyncServer):
         address = self._addresses.pop(sid, None)
         if address is not None:
             self.release(address)
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task:
+        """python-engineio's public hook for the tasks it starts (the heartbeat monitor, and
+        each session's next PING, which sleeps ping_interval first): kept, so that shutdown()
+        can end them instead of leaving them asleep past the server's end."""
+        task = super().start_background_task(target, *args, **kwargs)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),
+        then cancel and await every other task it started, e.g. each session's pending PING."""
+        if self.service_task_handle is not None:
+            await super().shutdown()
+        tasks = [task for task in self._background if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
         return _Outbox(self)
@@ -266,8 +294,8 @@ class EngineServer(engineio.AsyncServer):
         task = asyncio.get_running_loop().create_task(
             self.close_session(sid, self.reason.TRANSPORT_ERROR)
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def expire_if_silent(self, sid: str) -> None:
         """Enforce the heartbeat timeout now rather than on the next monitor sweep."""

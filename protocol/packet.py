@@ -289,10 +289,6 @@ class Decoder:
         self._buffered = 0
 
     @property
-    def awaiting_attachments(self) -> bool:
-        return self._pending is not None
-
-    @property
     def pending_namespace(self) -> str | None:
         """The namespace of the binary packet whose attachments are awaited, if any: a server
         can refuse it from its header, before buffering anything."""

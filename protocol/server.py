@@ -34,7 +34,7 @@ from .packet import (
 
 __all__ = ["ConnectionRefusedError", "Server", "get_tornado_handler"]
 
-_log = logging.getLogger("protocol")
+_log = logging.getLogger(__name__)
 
 DEFAULT_REFUSAL = "Connection rejected by server"
 INVALID_NAMESPACE = "Invalid namespace"
@@ -49,8 +49,6 @@ DEFAULT_MAX_CONNECTS = 100
 #: How much of a reason to close a client the log line keeps (reasons may quote client text).
 LOGGED_REASON_LENGTH = 200
 SID_BYTES = 15  # 20 url-safe characters, like the reference server's ids
-CONNECT_HANDLER_ARGS = 3  # (sid, environ, auth)
-DISCONNECT_HANDLER_ARGS = 2  # (sid, reason)
 
 
 class ConnectionRefusedError(ConnectionError):
@@ -385,7 +383,8 @@ class Server:
         return self.eio.output_limit_closes
 
     async def shutdown(self) -> None:
-        """Stop python-engineio's background monitor (call before stopping the web server)."""
+        """Stop python-engineio's heartbeat monitor and every task it started, such as each
+        session's pending PING (call after close_all, before stopping the web server)."""
         await self.eio.shutdown()
 
     async def _drop(self, sock: _Socket, reason: str | None) -> None:

@@ -15,6 +15,12 @@ from typing import Any
 
 from aiopg.connection import Connection
 
+from protocol.versions import require
+
+#: the aiopg series whose private `Connection._ready` this wraps, and was tested with
+AIOPG_SERIES = (1, 4)
+require("aiopg", AIOPG_SERIES)
+
 _original_ready = Connection._ready
 
 
@@ -29,6 +35,6 @@ def _ready(weak_self: weakref.ref[Any]) -> None:
 
 
 def install() -> None:
-    """Patch aiopg once; idempotent."""
+    """Patch aiopg, process-wide (server.py's setup_process calls it before serving); idempotent."""
     if Connection._ready is not _ready:
         Connection._ready = staticmethod(_ready)

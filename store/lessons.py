@@ -10,11 +10,8 @@ import aiopg
 import psycopg2
 
 import metrics
-from store import aiopg_compat
 from store.coalesce import Coalescer
 from store.errors import StoreUnavailable
-
-aiopg_compat.install()
 
 BACKEND = "postgres"
 POOL_MAX_SIZE = 10

@@ -9,21 +9,61 @@ import pathlib
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 
 import psycopg2
 import pytest
 import redis
+import tornado.ioloop
 
 from config import Config
-from server import Rollcall, Services, build, disconnect_all
+from server import Rollcall, Services, build, disconnect_all, setup_process
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "store" / "schema.sql"
-TEST_TOKEN_SECRET = "test-secret-at-least-32-bytes-long!!"
+#: 64 bytes: long enough for HS512 too, which tests forge tokens with (PyJWT warns below that)
+TEST_TOKEN_SECRET = "test-secret-of-64-bytes-long-enough-for-hs256-and-hs512-too-0000"
 # Short heartbeats: python-socketio's client needs a ping cycle to finish a graceful disconnect.
 TEST_PING_INTERVAL = 0.3
 TEST_PING_TIMEOUT = 0.5
+#: how long a task still ending when its test ends may take, before it counts as left running
+SETTLE_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_setup() -> None:
+    """The process-wide setup server.py's main() makes before serving, made once for the whole
+    run: every test runs in a process set up as production's is."""
+    setup_process()
+
+
+class TaskLeftPending(UserWarning):
+    """A test ended with tasks of its loop still running: something it started was not closed."""
+
+
+@pytest.fixture
+def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
+    """A new event loop per test, replacing pytest-tornado's (which calls the deprecated
+    `make_current()` and closes its loop with tasks still pending, destroyed at exit).
+
+    Torn down as `tornado.testing.AsyncTestCase` does, every task ended before the loop closes:
+    one still ending (a WebSocket's closing handshake) gets SETTLE_TIMEOUT to finish; one still
+    running after that was left behind, so it is cancelled and reported as TaskLeftPending."""
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    asyncio.set_event_loop(loop.asyncio_loop)
+    yield loop
+    pending = [task for task in asyncio.all_tasks(loop.asyncio_loop) if not task.done()]
+    if pending:
+        _, left = loop.run_sync(lambda: asyncio.wait(pending, timeout=SETTLE_TIMEOUT))
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_sync(lambda: asyncio.wait(left))
+            names = sorted(task.get_coro().__qualname__ for task in left)
+            warnings.warn(f"tasks left running by the test: {names}", TaskLeftPending, stacklevel=1)
+    asyncio.set_event_loop(None)
+    loop.close(all_fds=True)
 
 
 def _required_env(name: str) -> str:

@@ -1,4 +1,7 @@
-"""store/aiopg_compat.py: a refused PostgreSQL connection must not poison its descriptor number."""
+"""store/aiopg_compat.py: a refused PostgreSQL connection must not poison its descriptor number.
+
+The workaround is installed by server.setup_process, which the suite's `process_setup` fixture
+runs as main() does."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 import uvloop
 
 from store.errors import StoreUnavailable
-from store.lessons import LessonStore  # installs the workaround
+from store.lessons import LessonStore
 
 REFUSED = "postgresql://rollcall@127.0.0.1:1/rollcall"
 

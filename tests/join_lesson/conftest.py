@@ -38,6 +38,7 @@ def mixpanel_url(io_loop, mixpanel_events: list[dict[str, Any]]) -> Iterator[str
     server.listen(port, "127.0.0.1")
     yield f"http://127.0.0.1:{port}/track"
     server.stop()
+    io_loop.run_sync(server.close_all_connections)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import jwt
 import pytest
 
 from config import Config
+from handlers import join_lesson
+from tests.conftest import TEST_TOKEN_SECRET
 
 from .helpers import (
     LESSON,
@@ -120,7 +122,7 @@ def forged_tokens(secret: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("kind", list(forged_tokens("s")))
+@pytest.mark.parametrize("kind", list(forged_tokens(TEST_TOKEN_SECRET)))
 @pytest.mark.gen_test(timeout=30)
 async def test_invalid_token(connect, lesson, redis_db, prior_state, sio, secret, kind):
     client = await connect()
@@ -184,14 +186,14 @@ async def test_internal_when_a_key_has_another_type(
     before = snapshot(redis_db)
     client = await connect()
 
-    with caplog.at_level(logging.ERROR, logger="rollcall.join_lesson"):
+    with caplog.at_level(logging.ERROR, logger=join_lesson.log.name):
         await assert_refused(client, sio, (teacher_request("t1", secret),), "INTERNAL")
 
     ack = await client.join(teacher_request("t1", secret))
     assert ack["data"]["message"] == "internal error"
     assert snapshot(redis_db) == before
     errors = [
-        r for r in caplog.records if r.name == "rollcall.join_lesson" and r.levelno == logging.ERROR
+        r for r in caplog.records if r.name == join_lesson.log.name and r.levelno == logging.ERROR
     ]
     assert errors and errors[0].exc_info is not None
     assert "WRONGTYPE" in str(errors[0].exc_info[1])

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from handlers import join_lesson
 from logs import TextFormatter
 from store.keys import ROSTER_KEY
 from store.presence import PRESENCE_TTL
@@ -175,14 +176,14 @@ async def test_event_without_ack_id_still_runs(
 
 @pytest.mark.gen_test(timeout=30)
 async def test_each_join_is_logged_in_one_line_without_the_token(connect, lesson, caplog, secret):
-    caplog.set_level(logging.INFO, logger="rollcall.join_lesson")
+    caplog.set_level(logging.INFO, logger=join_lesson.log.name)
     access_token = participant_token("c1", secret)
     client = await connect()
 
     assert await client.join(request(access_token=access_token)) == SUCCESS
     assert (await client.join(request(lesson_id="nope")))["status"] == "ERROR"
 
-    records = [r for r in caplog.records if r.name == "rollcall.join_lesson"]
+    records = [r for r in caplog.records if r.name == join_lesson.log.name]
     assert len(records) == 2
     formatter = TextFormatter()
     for record, outcome, lesson_id in zip(
@@ -203,8 +204,8 @@ async def test_each_join_is_logged_in_one_line_without_the_token(connect, lesson
 
 @pytest.mark.gen_test(timeout=30)
 async def test_ids_with_line_breaks_and_escapes_are_logged_on_one_line(connect, lesson, caplog):
-    caplog.set_level(logging.INFO, logger="rollcall.join_lesson")
-    forged = "2026-11-27 10:00:00,000 INFO rollcall.join_lesson: join_lesson outcome=SUCCESS"
+    caplog.set_level(logging.INFO, logger=join_lesson.log.name)
+    forged = "2026-11-27 10:00:00,000 INFO handlers.join_lesson: join_lesson outcome=SUCCESS"
     client = await connect()
 
     ack = await client.join(
@@ -212,7 +213,7 @@ async def test_ids_with_line_breaks_and_escapes_are_logged_on_one_line(connect, 
     )
 
     assert ack["data"]["code"] == "LESSON_NOT_FOUND"
-    [record] = [r for r in caplog.records if r.name == "rollcall.join_lesson"]
+    [record] = [r for r in caplog.records if r.name == join_lesson.log.name]
     line = TextFormatter().format(record)
     assert "\n" not in line
     assert "\x1b" not in line

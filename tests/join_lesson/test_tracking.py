@@ -12,6 +12,7 @@ import tornado.httpserver
 import tornado.web
 
 import metrics
+import tracking
 from tracking import Tracker
 
 from .helpers import MixpanelSink, free_port
@@ -51,6 +52,7 @@ async def test_events_reach_the_endpoint_with_their_properties():
     finally:
         await tracker.close()
         server.stop()
+        await server.close_all_connections()
 
     assert len(events) == 1
     assert events[0]["event"] == "reconnect"
@@ -88,14 +90,15 @@ async def test_a_slow_endpoint_never_blocks_track(caplog):
         tracker.track("c3", "reconnect", {})  # c2, the oldest queued event, is dropped
         assert dropped_total() == dropped_before + 1
         assert time.monotonic() - started < TRACK_BUDGET + 0.5  # the wait for `arrived` included
-        with caplog.at_level(logging.WARNING, logger="rollcall.tracking"):
+        with caplog.at_level(logging.WARNING, logger=tracking.log.name):
             await tracker.drain()  # the timed-out requests are logged, not raised
     finally:
         release.set()
         await tracker.close()
         server.stop()
+        await server.close_all_connections()
 
-    messages = [r.getMessage() for r in caplog.records if r.name == "rollcall.tracking"]
+    messages = [r.getMessage() for r in caplog.records if r.name == tracking.log.name]
     assert any("dropped" in m for m in messages)
     assert any("did not take" in m for m in messages)
 
@@ -103,7 +106,7 @@ async def test_a_slow_endpoint_never_blocks_track(caplog):
 @pytest.mark.gen_test(timeout=10)
 async def test_an_unreachable_endpoint_is_logged_not_raised(caplog):
     tracker = Tracker(TOKEN, f"http://127.0.0.1:{free_port()}/track", request_timeout=0.5)
-    with caplog.at_level(logging.WARNING, logger="rollcall.tracking"):
+    with caplog.at_level(logging.WARNING, logger=tracking.log.name):
         started = time.monotonic()
         tracker.track("c1", "reconnect", {})
         assert time.monotonic() - started < TRACK_BUDGET

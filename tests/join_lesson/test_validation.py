@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from typing import Any
 
 import jwt
@@ -15,7 +17,10 @@ from handlers.tokens import TokenVerifier
 from handlers.validation import MAX_ID_LENGTH, JoinRequest, parse_join_request
 
 ROLES = ("student", "observer")
-SECRET = "unit-test-secret-at-least-32-bytes-long"
+#: 64 bytes: the "hs512" case signs with it, and PyJWT warns of an HS512 key shorter than that
+SECRET = "unit-test-secret-of-64-bytes-long-enough-for-hs256-and-hs512-000"
+#: under the 32 bytes RFC 7518 asks of an HS256 key
+SHORT_SECRET = "short-secret"
 # join_lesson.md, "Ids never name another key": the key families and rollcall's own bookkeeping.
 RESERVED = ("lesson_seat_", "lesson_teacher_", "lesson_student_", "rollcall:")
 
@@ -216,3 +221,21 @@ def test_anything_but_the_teachers_own_token_is_refused(access_token, message):
 def test_without_a_secret_no_teacher_token_is_accepted():
     with pytest.raises(InvalidToken):
         TokenVerifier(None).check_teacher(encode({"client_id": "t1", "role": "teacher"}), "t1")
+
+
+def test_a_short_secret_is_said_once_and_no_token_warns(caplog):
+    with pytest.warns(jwt.InsecureKeyLengthWarning):  # PyJWT warns whoever signs with it
+        token = encode({"client_id": "c1"}, secret=SHORT_SECRET)
+    filters = list(warnings.filters)
+
+    with caplog.at_level(logging.WARNING, logger=TokenVerifier.__module__):
+        verifier = TokenVerifier(SHORT_SECRET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client_ids = [verifier.client_id(token) for _ in range(3)]
+
+    assert client_ids == ["c1"] * 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "the access token secret is shorter than 32 bytes"
+    ]
+    assert warnings.filters == filters  # nothing process-wide was changed to get there

@@ -21,15 +21,21 @@ from join_lesson.conftest import (  # noqa: F401 - fixtures, reused as they are
 
 from .helpers import ServerEvents
 
+#: the loggers of the server's own modules (each is named after its module): the handlers log
+#: the connect, join and disconnect lines; an error anywhere in them fails a lifecycle test
+SERVER_LOGGERS = ("handlers", "server", "tracking")
+
 
 @pytest.fixture
 def server_events(io_loop) -> Iterator[ServerEvents]:
     """The join and disconnect lines the server logs, to await them (never sleep for them)."""
     events = ServerEvents()
-    logger = logging.getLogger("rollcall")
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(events)
+    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(events)
     yield events
-    logger.removeHandler(events)
-    logger.setLevel(previous)
+    for logger, level in zip(loggers, previous, strict=True):
+        logger.removeHandler(events)
+        logger.setLevel(level)

@@ -107,22 +107,28 @@ def presence(db: Any) -> dict[str, tuple[Any, bool]]:
 
 class RawWebSocketClient:
     """Socket.IO over a bare Engine.IO WebSocket, to send frames back to back (an event then a
-    DISCONNECT) exactly as given; stock clients may drop an event queued before a disconnect."""
+    DISCONNECT) exactly as given; stock clients may drop an event queued before a disconnect.
+
+    Frames are kept as they arrive: Tornado's own read queue holds one and stops reading behind
+    it, so a client that stopped reading would never see its connection close."""
 
     def __init__(self, url: str) -> None:
         self._url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
         self._ws: tornado.websocket.WebSocketClientConnection | None = None
+        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self.sid = ""
 
     async def connect(self) -> None:
-        self._ws = await tornado.websocket.websocket_connect(self._url)
+        self._ws = await tornado.websocket.websocket_connect(
+            self._url, on_message_callback=self._inbox.put_nowait
+        )
         # Without it, Nagle's algorithm holds a second small frame until the server's delayed
         # ACK of the first (~40 ms): the frames would never race.
         self._ws.protocol.stream.set_nodelay(True)
-        await self._ws.read_message()  # the Engine.IO handshake
+        await self._inbox.get()  # the Engine.IO handshake
         await self._ws.write_message("40")
         while True:
-            message = await self._ws.read_message()
+            message = await self._inbox.get()
             if isinstance(message, str) and message.startswith("40"):
                 self.sid = json.loads(message[2:])["sid"]
                 return

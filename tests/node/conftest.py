@@ -21,8 +21,13 @@ def state() -> ServerState:
 
 
 @pytest.fixture
-def sio(state: ServerState) -> Server:
-    return build_server(state)
+def sio(io_loop: tornado.ioloop.IOLoop, state: ServerState) -> Iterator[Server]:
+    """The test server; at teardown its sessions are closed and its engine shut down, as a
+    server ends, so no task of it outlives the test's loop."""
+    server = build_server(state)
+    yield server
+    io_loop.run_sync(server.close_all)
+    io_loop.run_sync(server.shutdown)
 
 
 @pytest.fixture

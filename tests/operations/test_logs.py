@@ -30,20 +30,20 @@ SERVER_EXIT_TIMEOUT = 15
 
 
 def record(message: str = "join_lesson", args: tuple = (), **extra: object) -> logging.LogRecord:
-    rec = logging.LogRecord("rollcall.join", logging.INFO, __file__, 1, message, args, None)
+    rec = logging.LogRecord("handlers.join_lesson", logging.INFO, __file__, 1, message, args, None)
     rec.__dict__.update(extra)
     return rec
 
 
 def test_text_line_is_readable_and_carries_the_event_fields_in_order() -> None:
     line = logs.TextFormatter().format(record(**JOIN_FIELDS))
-    assert " INFO rollcall.join: join_lesson " in line
+    assert " INFO handlers.join_lesson: join_lesson " in line
     assert line.endswith(
         'event=join sid=abc123 role=student lesson_id="lesson 1" outcome=SUCCESS duration_ms=3.25'
     )
 
 
-FORGED_LINE = "2026-11-27 10:00:00,000 INFO rollcall.join_lesson: join_lesson outcome=SUCCESS"
+FORGED_LINE = "2026-11-27 10:00:00,000 INFO handlers.join_lesson: join_lesson outcome=SUCCESS"
 
 
 def test_text_values_from_clients_cannot_forge_a_line_or_drive_the_terminal() -> None:
@@ -100,7 +100,7 @@ def test_json_line_is_one_object_with_the_extras() -> None:
     entry = json.loads(line)
     assert entry["message"] == "joined abc123"
     assert entry["level"] == "INFO"
-    assert entry["logger"] == "rollcall.join"
+    assert entry["logger"] == "handlers.join_lesson"
     assert entry["ts"].endswith("+00:00")
     assert {key: entry[key] for key in JOIN_FIELDS} == JOIN_FIELDS
 
@@ -196,7 +196,7 @@ def test_server_py_logs_json_lines_when_asked(redis_url: str, database_url: str)
     try:
         assert proc.stderr is not None
         first = json.loads(proc.stderr.readline())
-        assert first["logger"] == "rollcall.server"
+        assert first["logger"] == "server"  # as docs/operations.md shows it
         assert "listening on" in first["message"]
         # answered only once serve() has installed its signal handlers
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:

@@ -94,6 +94,15 @@ async def test_metrics_endpoint_exports_every_documented_metric(url: str) -> Non
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_metrics_endpoint_has_no_created_series(url: str) -> None:
+    """server.setup_process turns prometheus_client's `_created` series off, process-wide."""
+    _, body = await scrape(url)
+    samples = [s.name for f in text_string_to_metric_families(body) for s in f.samples]
+    assert "rollcall_store_errors_total" in samples
+    assert not [name for name in samples if name.endswith("_created")]
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_metrics_endpoint_speaks_openmetrics_when_asked(url: str) -> None:
     content_type, body = await scrape(url, accept=OPENMETRICS + "; version=1.0.0")
     assert content_type.startswith(OPENMETRICS)

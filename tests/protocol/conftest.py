@@ -4,6 +4,7 @@ pytest-tornado, and raw Engine.IO peers (WebSocket and long-polling) that speak 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -83,8 +84,13 @@ def events() -> Events:
 
 
 @pytest.fixture
-def sio(events: Events) -> Server:
-    return build_server(events)
+def sio(io_loop, events: Events) -> Iterator[Server]:
+    """The test server; at teardown its sessions are closed and its engine shut down, as a
+    server ends, so no task of it outlives the test's loop."""
+    server = build_server(events)
+    yield server
+    io_loop.run_sync(server.close_all)
+    io_loop.run_sync(server.shutdown)
 
 
 @pytest.fixture

@@ -24,15 +24,28 @@ WS_SHORT, WS_MEDIUM = 125, 0xFFFF
 
 
 class WsPeer:
-    """A raw Engine.IO v4 WebSocket peer: answers pings, returns everything else verbatim."""
+    """A raw Engine.IO v4 WebSocket peer: answers pings, returns everything else verbatim.
 
-    def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
-        self.conn = conn
+    Frames are kept as they arrive, however many: Tornado's own read queue holds one and stops
+    reading behind it, so a peer that stopped reading would never see its connection close."""
+
+    conn: tornado.websocket.WebSocketClientConnection
+
+    def __init__(self) -> None:
+        #: the frames received and not yet read; None once the connection closed
+        self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+
+    @classmethod
+    async def connect(cls, request: str | tornado.httpclient.HTTPRequest) -> WsPeer:
+        peer = cls()
+        peer.conn = await tornado.websocket.websocket_connect(
+            request, on_message_callback=peer.inbox.put_nowait
+        )
+        return peer
 
     @classmethod
     async def open(cls, url: str, query: str = "EIO=4&transport=websocket") -> WsPeer:
-        conn = await tornado.websocket.websocket_connect(url.replace("http", "ws") + "?" + query)
-        return cls(conn)
+        return await cls.connect(url.replace("http", "ws") + "?" + query)
 
     async def send(self, *frames: str | bytes) -> None:
         for frame in frames:
@@ -41,7 +54,7 @@ class WsPeer:
     async def recv(self) -> str | bytes | None:
         """The next frame that is not a ping; None once the server closed the connection."""
         while True:
-            frame = await asyncio.wait_for(self.conn.read_message(), RECV_TIMEOUT)
+            frame = await asyncio.wait_for(self.inbox.get(), RECV_TIMEOUT)
             if frame != "2":
                 return frame
             await self.conn.write_message("3")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import pytest
@@ -89,3 +90,33 @@ async def test_close_all_ends_every_session_and_the_counts_follow(
         assert await polling.closed()
     finally:
         websocket.close()
+
+
+#: the coroutines of the tasks python-engineio starts: its heartbeat monitor, a session's next PING
+ENGINEIO_TASKS = frozenset({"AsyncServer._service_task", "AsyncSocket._send_ping"})
+
+
+def engineio_tasks() -> list[str]:
+    return [
+        name
+        for task in asyncio.all_tasks()
+        if not task.done() and (name := task.get_coro().__qualname__) in ENGINEIO_TASKS
+    ]
+
+
+@pytest.mark.gen_test
+async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server) -> None:
+    """A session's next PING sleeps ping_interval in a task of its own; shutdown() must not
+    leave it (or the heartbeat monitor) running past the server's end."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        assert sorted(engineio_tasks()) == sorted(ENGINEIO_TASKS)
+
+        await sio.close_all()
+        await sio.shutdown()
+
+        assert engineio_tasks() == []
+    finally:
+        peer.close()

@@ -110,12 +110,12 @@ def test_decode_binary_event_waits_for_all_attachments() -> None:
     decoder = Decoder()
     header = '52-789["m",{"_placeholder":true,"num":1},{"x":{"_placeholder":true,"num":0}}]'
     assert decoder.feed(header) is None
-    assert decoder.awaiting_attachments
+    assert decoder.pending_namespace == "/"
     assert decoder.feed(b"\x01") is None
     assert decoder.feed(bytearray(b"\x02")) == Packet(
         P.EVENT, "/", ["m", b"\x02", {"x": b"\x01"}], 789
     )
-    assert not decoder.awaiting_attachments
+    assert decoder.pending_namespace is None
     assert decoder.feed('2["next"]') == Packet(P.EVENT, data=["next"])
 
 
@@ -239,7 +239,7 @@ def test_text_while_awaiting_attachments_is_an_error_and_resets() -> None:
     decoder.feed('51-["a",{"_placeholder":true,"num":0}]')
     with pytest.raises(ProtocolError):
         decoder.feed('2["b"]')
-    assert not decoder.awaiting_attachments
+    assert decoder.pending_namespace is None
     assert decoder.feed('2["b"]') == Packet(P.EVENT, data=["b"])
 
 

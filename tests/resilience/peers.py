@@ -30,7 +30,7 @@ async def open_peer(url: str, transport: str, headers: dict[str, str] | None = N
         request = tornado.httpclient.HTTPRequest(
             url.replace("http", "ws", 1) + "?EIO=4&transport=websocket", headers=headers
         )
-        peer: Peer = WsPeer(await tornado.websocket.websocket_connect(request))
+        peer: Peer = await WsPeer.connect(request)
         handshake = await peer.recv()
         assert isinstance(handshake, str) and handshake.startswith("0{"), handshake
         peer.sid = json.loads(handshake[1:])["sid"]  # the Engine.IO sid, as PollPeer has it

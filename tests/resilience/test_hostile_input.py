@@ -271,7 +271,7 @@ def test_decoder_turns_deep_binary_nesting_into_protocol_error() -> None:
     assert decoder.feed('51-["x",' + "[" * depth + PLACEHOLDER + "]" * depth + "]") is None
     with pytest.raises(ProtocolError):
         decoder.feed(b"\x01")
-    assert not decoder.awaiting_attachments
+    assert decoder.pending_namespace is None
 
 
 IGNORED = {

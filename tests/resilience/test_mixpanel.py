@@ -19,6 +19,7 @@ import tornado.httpserver
 import tornado.web
 
 import metrics
+import tracking
 from config import Config
 from tests.conftest import TEST_TOKEN_SECRET, free_port
 from tracking import Tracker
@@ -50,6 +51,7 @@ def mixpanel_url(request: pytest.FixtureRequest, io_loop) -> Iterator[str]:
         server.listen(port, "127.0.0.1")
         yield f"http://127.0.0.1:{port}/track"
         server.stop()
+        io_loop.run_sync(server.close_all_connections)
         return
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -108,7 +110,7 @@ async def test_a_broken_mixpanel_costs_joins_nothing(url, lesson, redis_db, serv
             longest_queue = max(longest_queue, queued())
             assert ack == SUCCESS
 
-    with caplog.at_level(logging.WARNING, logger="rollcall.tracking"):
+    with caplog.at_level(logging.WARNING, logger=tracking.log.name):
         await asyncio.gather(*(joins(k) for k in range(CONNECTIONS)))
         assert threading.active_count() == threads
         await services.tracker.drain()  # every event sent or given up on: none is kept
@@ -118,6 +120,6 @@ async def test_a_broken_mixpanel_costs_joins_nothing(url, lesson, redis_db, serv
     assert dropped() - dropped_before == len(client_ids)
     assert [t.name for t in threading.enumerate()].count("mixpanel") == 1
     assert any(r.levelno == logging.WARNING for r in caplog.records
-               if r.name == "rollcall.tracking")
+               if r.name == tracking.log.name)
     for peer in peers:
         peer.close()

@@ -72,6 +72,7 @@ async def in_process(config: Config, services: Services) -> AsyncIterator[tuple[
     finally:
         http_server.stop()
         await disconnect_all(rollcall)
+        await http_server.close_all_connections()
         await rollcall.manager.stop()
 
 
