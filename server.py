@@ -7,7 +7,6 @@ table of them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -21,7 +20,7 @@ import tornado.web
 import handlers
 import metrics
 import web
-from config import TEACHER_AUTH_NONE, Config, configure_logging, parse_config
+from config import TEACHER_AUTH_NONE, TEACHER_AUTH_TOKEN, Config, configure_logging, parse_config
 from handlers.presence import Connections
 from protocol import Server, get_tornado_handler
 from protocol.redis_transport import RedisTransport
@@ -42,10 +41,6 @@ SOCKETIO_PATH = r"/socket.io/"
 # all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
 SHUTDOWN_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 4.0
-# /healthz: the whole ("status") and each backend
-HEALTH_OK = "ok"
-HEALTH_UNAVAILABLE = "unavailable"
-HEALTH_DOWN = "down"
 
 
 @dataclass
@@ -62,7 +57,11 @@ class Services:
         presence = PresenceStore.open(
             config.redis_url, config.store_timeout, config.key_prefix, config.roster_ttl
         )
-        return cls(lessons=lessons, presence=presence, tracker=Tracker.from_config(config))
+        return cls(
+            lessons=lessons,
+            presence=presence,
+            tracker=Tracker(config.mixpanel_token, config.mixpanel_events_url),
+        )
 
     async def check(self) -> dict[str, str | None]:
         """Each backend's state, probed concurrently: None when it answers, else why not (which
@@ -83,31 +82,6 @@ class Services:
 
     async def close(self) -> None:
         await asyncio.gather(self.lessons.close(), self.presence.close(), self.tracker.close())
-
-
-class HealthHandler(tornado.web.RequestHandler):
-    """GET /healthz: 200 when Redis and PostgreSQL both answer, 503 naming the one that does not.
-
-    Anyone may ask, so the body says only which backend is down; why (hosts, ports, PostgreSQL's
-    authentication message) goes to the log.
-    """
-
-    def initialize(self, services: Services) -> None:
-        self.services = services
-
-    async def get(self) -> None:
-        state = await self.services.check()
-        for name, reason in state.items():
-            if reason is not None:
-                log.warning("/healthz: %s is not answering: %s", name, reason)
-        healthy = all(reason is None for reason in state.values())
-        body = {
-            name: HEALTH_OK if reason is None else HEALTH_DOWN for name, reason in state.items()
-        }
-        self.set_status(200 if healthy else 503)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"status": HEALTH_OK if healthy else HEALTH_UNAVAILABLE, **body}))
 
 
 class Rollcall(NamedTuple):
@@ -138,15 +112,30 @@ def build(config: Config, services: Services) -> Rollcall:
         transport = RedisTransport(config.message_queue, socket_timeout=config.store_timeout)
         manager = RelayManager(transport)
     sio = Server(client_manager=manager, **options)
-    connections = handlers.register(sio, services, config)
+    connections = handlers.register(
+        sio,
+        services.lessons,
+        services.presence,
+        services.tracker,
+        handlers.JoinSettings(
+            access_token_secret=config.access_token_secret,
+            participant_roles=config.participant_roles,
+            join_rate=config.join_rate,
+            join_burst=config.join_burst,
+            require_teacher_token=config.teacher_auth == TEACHER_AUTH_TOKEN,
+        ),
+    )
     # the gauges read this app: its sessions, and the queue of its Mixpanel tracker
     metrics.CONNECTIONS.track(sio)
     metrics.MIXPANEL_QUEUE_LENGTH.set_function(services.tracker.queue_length)
     app = tornado.web.Application(
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
-            (r"/healthz", HealthHandler, {"services": services}),
-            *web.routes(config, PresenceReader(services.presence, services.lessons)),
+            *web.routes(
+                config.admin_token,
+                PresenceReader(services.presence, services.lessons),
+                services.check,
+            ),
         ],
         websocket_max_message_size=config.max_payload,
     )

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-import server
 from config import Config
 from tests.conftest import ROOT, free_port
+from web import health
 
 UNREACHABLE_POSTGRES = "postgresql://rollcall@127.0.0.1:1/rollcall"
 # A PostgreSQL that answers, refusing this user: its message names the user, host and port.
@@ -46,11 +46,11 @@ async def test_503_names_redis_while_it_is_stopped_and_recovers(
     http_client, base_url, redis_outage, caplog
 ) -> None:
     redis_outage.begin()
-    with caplog.at_level(logging.WARNING, logger=server.log.name):
+    with caplog.at_level(logging.WARNING, logger=health.log.name):
         code, body = await fetch_health(http_client, base_url)
     assert (code, body) == (503, REDIS_DOWN)
     # why is for the log only
-    reasons = [r.getMessage() for r in caplog.records if r.name == server.log.name]
+    reasons = [r.getMessage() for r in caplog.records if r.name == health.log.name]
     assert len(reasons) == 1
     assert "redis" in reasons[0]
     assert str(redis_outage.port) in reasons[0]
@@ -72,7 +72,7 @@ class TestPostgresRefusingTheUser:
     async def test_the_body_says_postgres_is_down_and_the_log_says_why(
         self, http_client, base_url, caplog
     ) -> None:
-        with caplog.at_level(logging.WARNING, logger=server.log.name):
+        with caplog.at_level(logging.WARNING, logger=health.log.name):
             response = await http_client.fetch(base_url + "/healthz", raise_error=False)
 
         assert (response.code, json.loads(response.body)) == (503, POSTGRES_DOWN)
@@ -80,7 +80,7 @@ class TestPostgresRefusingTheUser:
         for leak in (UNKNOWN_USER, "127.0.0.1", os.environ["PG_PORT"], "not-the-password",
                      "role", "FATAL", "authentication"):
             assert leak not in text
-        reasons = [r.getMessage() for r in caplog.records if r.name == server.log.name]
+        reasons = [r.getMessage() for r in caplog.records if r.name == health.log.name]
         assert len(reasons) == 1
         assert "postgres" in reasons[0]
         assert UNKNOWN_USER in reasons[0]
