@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
-from conftest import Events, build_server
+from conftest import Events
 from protocol_peers import PollPeer, RawWebSocket, WsPeer, fetch
 
 from protocol import Server
@@ -23,25 +24,24 @@ LONG = 60.0  # seconds: longer than any test
 
 
 @pytest.fixture
-def sio(events: Events) -> Server:
+def server_options() -> dict[str, Any]:
     """The conformance server with production-like limits: same-origin CORS (the default) and a
     per-address limit; its heartbeat and connect timeout outlast every test, so that no session
     ends (and frees its place) unless a test ends it."""
-    return build_server(
-        events,
-        cors_allowed_origins=None,
-        max_connections_per_ip=PER_IP,
-        connect_timeout=LONG,
-        ping_interval=LONG,
-        ping_timeout=LONG,
-    )
+    return {
+        "cors_allowed_origins": None,
+        "max_connections_per_ip": PER_IP,
+        "connect_timeout": LONG,
+        "ping_interval": LONG,
+        "ping_timeout": LONG,
+    }
 
 
 async def websocket(url: str, query: str, headers: dict[str, str] | None = None) -> WsPeer:
     request = tornado.httpclient.HTTPRequest(
         url.replace("http", "ws", 1) + "?" + query, headers=headers
     )
-    return WsPeer(await tornado.websocket.websocket_connect(request))
+    return await WsPeer.connect(request)
 
 
 async def refused_status(url: str, query: str, headers: dict[str, str] | None = None) -> int:
@@ -109,7 +109,7 @@ async def test_failed_upgrade_closes_the_websocket_and_polling_goes_on(url: str)
     peer = await PollPeer.open(url)
     ws = await WsPeer.open(url, f"EIO=4&transport=websocket&sid={peer.sid}")
     await ws.send("5")  # UPGRADE without the probe: python-engineio fails the upgrade
-    assert await ws.conn.read_message() is None  # closed by the server, not left open
+    assert await ws.recv() is None  # closed by the server, not left open
     await peer.send("40")
     assert (await peer.recv()).startswith("40{")
 
