@@ -54,6 +54,8 @@ class Config:
     join_burst: int = 10
     max_connections_per_ip: int = 50
     message_queue: str | None = None
+    liveness_ttl: float = 15.0
+    liveness_interval: float = 5.0
 
 
 def _positive_float(text: str) -> float:
@@ -277,6 +279,20 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "Redis whose pub/sub relays emits, room changes and disconnects between processes "
         "(python-socketio's AsyncRedisManager format, channel 'socketio'); one process without it",
     ),
+    (
+        "--liveness-ttl",
+        "ROLLCALL_LIVENESS_TTL",
+        _positive_float,
+        "seconds this process stays alive in Redis without a heartbeat; once it lapses, a live "
+        "process clears what this one held",
+    ),
+    (
+        "--liveness-interval",
+        "ROLLCALL_LIVENESS_INTERVAL",
+        _positive_float,
+        "seconds between heartbeats, each also retrying failed leaves and sweeping dead "
+        "processes; below --liveness-ttl",
+    ),
 )
 
 
@@ -321,6 +337,11 @@ def parse_config(
         parser.error(
             f"argument --event-loop: expected one of {', '.join(EVENT_LOOPS)}, "
             f"got {args.event_loop!r}"
+        )
+    if args.liveness_interval >= args.liveness_ttl:
+        parser.error(
+            f"argument --liveness-interval: must be below --liveness-ttl "
+            f"({args.liveness_ttl:g}), got {args.liveness_interval:g}"
         )
     return Config(**vars(args))
 

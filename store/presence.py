@@ -4,6 +4,10 @@ The keys, their types and TTLs are documented in docs/redis-keys.md; the writes 
 store/join_lesson.lua, run once per join so that each join is atomic on its own, and
 store/leave_lesson.lua, run once per disconnect. The joins (and the leaves) that arrive together
 are sent as one pipeline of EVALSHA calls (one round trip), and each gets its own outcome from it.
+
+The same scripts keep this process's held record (store/keys.py HELD_KEY): every presence entry
+its sids hold, so that a survivor can clear them if the process dies (store/liveness.py). Once a
+survivor has swept the process, its join script refuses to write (ProcessSwept).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import pathlib
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -19,16 +25,24 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import metrics
 from store.coalesce import Coalescer
-from store.errors import StoreUnavailable
-from store.keys import SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
+from store.errors import ProcessSwept, StoreUnavailable
+from store.keys import HELD_KEY, SEAT_KEY, STUDENTS_KEY, SWEPT_KEY, TEACHER_KEY
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
+#: seconds the held records and the registry of processes outlive their last write: what a
+#: dead process held can be swept for this long after it died
+RECORD_TTL = 7 * 86400
+#: seconds a swept process stays refused (its swept key); a process that could not renew its
+#: liveness for this long takes itself as swept, whatever Redis says (sweeper.py)
+SWEPT_TTL = 86400
+#: the error a script answers when the process it writes for has been swept (join_lesson.lua)
+SWEPT_REPLY = "SWEPT"
 
 
 @dataclass(frozen=True)
@@ -39,10 +53,12 @@ class Script:
     sha: str
 
     @classmethod
-    def load(cls, name: str) -> Script:
-        """`name` with the shared functions of presence_lib.lua in front of it."""
+    def load(cls, name: str, lib: bool = True) -> Script:
+        """`name`, with the shared functions of presence_lib.lua in front of it if `lib`."""
         here = pathlib.Path(__file__).parent
-        text = (here / "presence_lib.lua").read_text() + (here / name).read_text()
+        text = (here / name).read_text()
+        if lib:
+            text = (here / "presence_lib.lua").read_text() + text
         return cls(text, hashlib.sha1(text.encode()).hexdigest())
 
 
@@ -76,6 +92,35 @@ class ParticipantEntry:
 
 
 Entry = TeacherEntry | ParticipantEntry
+
+
+def held_field(entry: Entry) -> str:
+    """The field naming `entry` in a held record: JSON `[kind, lesson_id, id]`, unambiguous
+    whatever the ids hold, and enough for a survivor to find the entry's keys."""
+    if isinstance(entry, TeacherEntry):
+        return json.dumps([KIND_TEACHER, entry.lesson_id, entry.user_id], separators=(",", ":"))
+    return json.dumps([KIND_PARTICIPANT, entry.lesson_id, entry.client_id], separators=(",", ":"))
+
+
+def parse_held_field(field: str) -> Entry | None:
+    """The entry a held field names, or None if it is not one `held_field` writes."""
+    try:
+        value = json.loads(field)
+    except ValueError:
+        return None
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+        return None
+    kind, lesson_id, ident = value
+    if kind == KIND_TEACHER:
+        return TeacherEntry(lesson_id, ident)
+    if kind == KIND_PARTICIPANT:
+        return ParticipantEntry(lesson_id, ident)
+    return None
+
+
+def new_process_id() -> str:
+    """A random id for one start of a process (or for it again after it was swept)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)
@@ -162,12 +207,17 @@ class LessonKeys:
 
 
 class PresenceStore:
-    """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md)."""
+    """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md), and this
+    process's held record of them."""
 
     def __init__(self, client: aioredis.Redis, timeout: float, key_prefix: str = "") -> None:
         self._redis = client
         self._timeout = timeout
         self._prefix = key_prefix
+        #: whose held record the scripts keep; store/liveness.py renews it and replaces it
+        self.process_id = new_process_id()
+        #: set when a join script found this process swept (the process must start over)
+        self.swept = asyncio.Event()
         self._joins: Coalescer[Join, JoinOutcome] = Coalescer(self.join_many)
         self._leaves: Coalescer[Leave, int] = Coalescer(self.leave_many)
 
@@ -187,7 +237,7 @@ class PresenceStore:
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers PING in time."""
-        async with self._available():
+        async with self.available():
             await self._redis.ping()
 
     async def join(self, join: Join) -> JoinOutcome:
@@ -199,15 +249,22 @@ class PresenceStore:
 
         A join whose script fails (e.g. a key of the wrong type) gets the error and writes
         nothing; the others are not affected. A Redis that does not answer fails them all with
-        StoreUnavailable.
+        StoreUnavailable; a process that has been swept gets ProcessSwept for each.
         """
-        results = await self._run_script(JOIN_SCRIPT, [self._script_call(j) for j in joins])
-        return [
-            result
-            if isinstance(result, Exception)
-            else JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
-            for result in results
-        ]
+        process_id = self.process_id
+        calls = [self._script_call(j, process_id) for j in joins]
+        results = await self.run_script(JOIN_SCRIPT, calls)
+        return [self._join_outcome(result, process_id) for result in results]
+
+    def _join_outcome(self, result: object, process_id: str) -> JoinOutcome | Exception:
+        if isinstance(result, ResponseError) and str(result).startswith(SWEPT_REPLY):
+            if process_id == self.process_id:  # not an identity already replaced
+                self.swept.set()
+            return ProcessSwept(process_id)
+        if isinstance(result, Exception):
+            return result
+        assert isinstance(result, list)
+        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
 
     async def leave(self, leave: Leave) -> int:
         """Clear what a disconnected sid still holds; returns the number of fields cleared.
@@ -216,15 +273,19 @@ class PresenceStore:
 
     async def leave_many(self, leaves: Sequence[Leave]) -> list[int | Exception]:
         """Run the leave script once per leave in one pipeline; each gets its own outcome."""
+        bookkeeping = self.bookkeeping_keys(self.process_id)
         calls = []
         for leave in leaves:
-            keys, argv = self._leaving(leave.entries, leave.successors)
-            calls.append((str(len(keys)), *keys, leave.sid, *argv))
-        return await self._run_script(LEAVE_SCRIPT, calls)
+            keys, argv = self.entry_list(leave.entries, leave.successors)
+            calls.append(
+                (str(len(keys) + 2), *bookkeeping, *keys, leave.sid, str(RECORD_TTL), *argv)
+            )
+        return await self.run_script(LEAVE_SCRIPT, calls)
 
-    async def _run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
-        """EVALSHA `script` once per call in one pipeline: a result or an error for each."""
-        async with self._available():
+    async def run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
+        """EVALSHA `script` once per call in one pipeline: a result or an error for each.
+        Raises StoreUnavailable when Redis does not answer in time."""
+        async with self.available():
             results = await self._evalsha_all(script, calls)
             missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
             if missing:
@@ -241,61 +302,58 @@ class PresenceStore:
                 pipe.execute_command("EVALSHA", script.sha, *args)
             return await pipe.execute(raise_on_error=False)
 
-    def _leaving(
-        self, entries: Sequence[Entry], successors: Sequence[str] = ()
+    def entry_list(
+        self, entries: Sequence[Entry], sids: Sequence[str] = ()
     ) -> tuple[list[str], list[str]]:
-        """The KEYS and ARGV of a leaving list (presence_lib.lua); `successors` parallels
-        `entries`, missing ones meaning none."""
+        """The KEYS and ARGV of an entry list (presence_lib.lua); `sids` parallels `entries`
+        (the successors of a leave, the recorded sids of a sweep), missing ones meaning none."""
         keys: list[str] = []
         argv: list[str] = []
-        padded = (*successors, *(NO_SUCCESSOR,) * (len(entries) - len(successors)))
-        for entry, successor in zip(entries, padded, strict=True):
+        padded = (*sids, *(NO_SUCCESSOR,) * (len(entries) - len(sids)))
+        for entry, sid in zip(entries, padded, strict=True):
             if isinstance(entry, TeacherEntry):
                 keys.append(self.key(TEACHER_KEY.format(lesson_id=entry.lesson_id)))
-                argv += (KIND_TEACHER, entry.user_id, successor)
+                argv += (KIND_TEACHER, entry.user_id, sid, held_field(entry))
             else:
                 keys += (
                     self.key(STUDENTS_KEY.format(lesson_id=entry.lesson_id)),
                     self.key(entry.client_id),
                 )
-                argv += (KIND_PARTICIPANT, entry.client_id, successor)
+                argv += (KIND_PARTICIPANT, entry.client_id, sid, held_field(entry))
         return keys, argv
 
-    def _script_call(self, join: Join) -> tuple[str, ...]:
+    def bookkeeping_keys(self, process_id: str) -> tuple[str, str]:
+        """A process's held record and swept marker, which the presence scripts take first."""
+        return (
+            self.key(HELD_KEY.format(process_id=process_id)),
+            self.key(SWEPT_KEY.format(process_id=process_id)),
+        )
+
+    def _script_call(self, join: Join, process_id: str) -> tuple[str, ...]:
         """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua)."""
-        seat_key = self.key(SEAT_KEY.format(lesson_id=join.lesson_id))
+        keys: tuple[str, ...] = (
+            self.key(SEAT_KEY.format(lesson_id=join.lesson_id)),
+            *self.bookkeeping_keys(process_id),
+        )
+        common = (join.seat_count, join.sid, PRESENCE_TTL, RECORD_TTL)
+        entry = join.entry
+        held = "" if entry is None else held_field(entry)
+        argv: tuple[object, ...]
         if isinstance(join, TeacherJoin):
-            keys = (
-                seat_key,
+            keys += (
                 self.key(TEACHER_KEY.format(lesson_id=join.lesson_id)),
                 self.key(join.user_id),
             )
-            argv = (
-                MODE_TEACHER,
-                join.seat_count,
-                join.sid,
-                PRESENCE_TTL,
-                join.user_id,
-                join.lesson_id,
-            )
+            argv = (MODE_TEACHER, *common, held, join.user_id, join.lesson_id)
         elif isinstance(join, ParticipantJoin):
-            keys = (
-                seat_key,
+            keys += (
                 self.key(join.client_id),
                 self.key(STUDENTS_KEY.format(lesson_id=join.lesson_id)),
             )
-            argv = (
-                MODE_PARTICIPANT,
-                join.seat_count,
-                join.sid,
-                PRESENCE_TTL,
-                join.client_id,
-                join.role,
-            )
+            argv = (MODE_PARTICIPANT, *common, held, join.client_id, join.role)
         else:
-            keys = (seat_key,)
-            argv = (MODE_SEATS, join.seat_count, join.sid, PRESENCE_TTL)
-        leaving_keys, leaving_argv = self._leaving(join.leaving, join.successors)
+            argv = (MODE_SEATS, *common, held)
+        leaving_keys, leaving_argv = self.entry_list(join.leaving, join.successors)
         return (
             str(len(keys) + len(leaving_keys)),
             *keys,
@@ -306,7 +364,7 @@ class PresenceStore:
 
     async def read_lesson(self, lesson_id: str) -> LessonKeys:
         """What the lesson's keys hold now, in two pipelined round trips (the admin view)."""
-        async with self._available():
+        async with self.available():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(self.key(TEACHER_KEY.format(lesson_id=lesson_id)))
                 pipe.hgetall(self.key(STUDENTS_KEY.format(lesson_id=lesson_id)))
@@ -325,8 +383,13 @@ class PresenceStore:
         """The Redis key of `name`, with the configured prefix (empty by default)."""
         return self._prefix + name
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client, for the bookkeeping of store/liveness.py (inside `available()`)."""
+        return self._redis
+
     @contextlib.asynccontextmanager
-    async def _available(self) -> AsyncIterator[None]:
+    async def available(self) -> AsyncIterator[None]:
         """Turns a Redis that does not answer in time, or refuses, into StoreUnavailable."""
         try:
             with metrics.store_call(BACKEND):

@@ -1,35 +1,43 @@
--- Functions shared by join_lesson.lua and leave_lesson.lua: store/presence.py prepends this file
--- to each of them, so both clear presence the same way.
+-- Functions shared by join_lesson.lua, leave_lesson.lua and sweep.lua: store/presence.py
+-- prepends this file to each of them, so that all three clear presence the same way.
 --
--- A "leaving" list names presence entries a sid may still own, so that they are cleared only
--- where the stored sid is still that sid: a newer connection of the same person is never wiped.
+-- An "entry list" names presence entries, so that each is cleared only where the stored sid is
+-- still the sid that wrote it: a newer connection of the same person is never wiped.
 --   ARGV, per entry: the kind ('teacher' or 'participant'), the field (user_id or client_id),
---                    then the successor: the sid of another live connection of the same person in
---                    that lesson, which takes the entry over, or '' for none
+--                    a sid, then the entry's field in the held record (below)
 --   KEYS, per entry: lesson_teacher_{lesson_id} for a teacher;
 --                    lesson_student_{lesson_id} then {client_id} for a participant
--- Leaving an entry without a successor deletes the field from the lesson hash and, for a
--- participant, sets the `sid` field of {client_id} to '' (the key keeps its TTL, so a comeback is
--- still seen as a reconnect). With a successor, both hold the successor's sid instead.
+-- The sid is the successor in join_lesson.lua and leave_lesson.lua: the sid of another live
+-- connection of the same person in that lesson, which takes the entry over, or '' for none. In
+-- sweep.lua it is the sid that the dead process recorded as holding the entry.
+--
+-- Clearing an entry without a successor deletes the field from the lesson hash and, for a
+-- participant, sets the `sid` field of {client_id} to '' (the key keeps its TTL, so a comeback
+-- is still seen as a reconnect). With a successor, both hold the successor's sid instead.
+--
+-- The held record of a process (rollcall:held:{process_id}, a hash) follows the presence fields
+-- its sids hold: held field -> sid. A survivor reads it to clear what a dead process held.
 
 -- The entries of KEYS[key_at..] and ARGV[arg_at..] to their ends, or nil if malformed.
-local function leaving_entries(key_at, arg_at)
-  if (#ARGV - arg_at + 1) % 3 ~= 0 then
+local function entry_list(key_at, arg_at)
+  if arg_at > #ARGV + 1 or (#ARGV - arg_at + 1) % 4 ~= 0 then
     return nil
   end
   local entries = {}
   local key = key_at
-  for arg = arg_at, #ARGV, 3 do
-    local kind, field, successor = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2]
+  for arg = arg_at, #ARGV, 4 do
+    local kind = ARGV[arg]
+    local entry = {field = ARGV[arg + 1], sid = ARGV[arg + 2], held = ARGV[arg + 3],
+                   lesson_key = KEYS[key], client_key = false}
     if kind == 'teacher' then
-      entries[#entries + 1] = {field, KEYS[key], false, successor}
       key = key + 1
     elseif kind == 'participant' then
-      entries[#entries + 1] = {field, KEYS[key], KEYS[key + 1], successor}
+      entry.client_key = KEYS[key + 1]
       key = key + 2
     else
       return nil
     end
+    entries[#entries + 1] = entry
   end
   if key ~= #KEYS + 1 then
     return nil
@@ -37,40 +45,76 @@ local function leaving_entries(key_at, arg_at)
   return entries
 end
 
--- An error reply naming the first of KEYS that is neither absent nor a hash, else nil. Scripts
--- call it before their first write: Redis does not roll a script back.
-local function wrong_type(script)
-  for _, key in ipairs(KEYS) do
-    local kind = redis.call('TYPE', key)['ok']
-    if kind ~= 'none' and kind ~= 'hash' then
+-- The type of `key` when it is neither absent nor a hash, else nil.
+local function not_a_hash(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= 'hash' then
+    return kind
+  end
+  return nil
+end
+
+-- An error reply naming the first of KEYS (but KEYS[skip]) that is neither absent nor a hash,
+-- else nil. Scripts call it before their first write: Redis does not roll a script back.
+local function wrong_type(script, skip)
+  for i, key in ipairs(KEYS) do
+    local kind = i ~= skip and not_a_hash(key)
+    if kind then
       return redis.error_reply('WRONGTYPE ' .. script .. ': ' .. key .. ' holds a ' .. kind)
     end
   end
   return nil
 end
 
--- Clears (or hands to its successor) what `sid` still owns of `entries`; returns the number of
+-- Whether the process whose sids the script writes for has been swept: declared dead by a
+-- survivor, which clears (or has cleared) everything it held. Such a process writes nothing new.
+local function is_swept(swept_key)
+  return redis.call('EXISTS', swept_key) == 1
+end
+
+-- The one rule that clears a presence entry (a disconnect, a lesson switch, a sweep): the fields
+-- of `entry` that still hold `sid` are cleared, or handed to `successor`. Returns the number of
 -- fields changed.
-local function leave(entries, sid)
+local function clear_entry(entry, sid, successor)
+  local cleared = 0
+  if redis.call('HGET', entry.lesson_key, entry.field) == sid then
+    if successor == '' then
+      redis.call('HDEL', entry.lesson_key, entry.field)
+    else
+      redis.call('HSET', entry.lesson_key, entry.field, successor)
+    end
+    cleared = cleared + 1
+  end
+  if entry.client_key and redis.call('HGET', entry.client_key, 'sid') == sid then
+    redis.call('HSET', entry.client_key, 'sid', successor)
+    cleared = cleared + 1
+  end
+  return cleared
+end
+
+-- Records in `held_key` that `sid` holds the entry `held_field`, refreshing the record's TTL.
+local function hold(held_key, held_field, sid, ttl)
+  redis.call('HSET', held_key, held_field, sid)
+  redis.call('EXPIRE', held_key, ttl)
+end
+
+-- Clears (or, when `handover`, hands to each entry's successor) what `sid` still owns of
+-- `entries`, and updates the held record `held_key` alike (`held_ttl` seconds, should the record
+-- be created); returns the number of fields changed.
+local function leave(entries, sid, held_key, held_ttl, handover)
   local cleared = 0
   if sid == '' then
     return cleared
   end
   for _, entry in ipairs(entries) do
-    local field, lesson_key, client_key, successor = entry[1], entry[2], entry[3], entry[4]
-    if redis.call('HGET', lesson_key, field) == sid then
-      if successor == '' then
-        redis.call('HDEL', lesson_key, field)
-      else
-        redis.call('HSET', lesson_key, field, successor)
-      end
-      cleared = cleared + 1
-    end
-    if client_key and redis.call('HGET', client_key, 'sid') == sid then
-      redis.call('HSET', client_key, 'sid', successor)
-      cleared = cleared + 1
+    local successor = handover and entry.sid or ''
+    local changed = clear_entry(entry, sid, successor)
+    cleared = cleared + changed
+    if changed > 0 and successor ~= '' then
+      hold(held_key, entry.held, successor, held_ttl)
+    elseif redis.call('HGET', held_key, entry.held) == sid then
+      redis.call('HDEL', held_key, entry.held)
     end
   end
   return cleared
 end
-

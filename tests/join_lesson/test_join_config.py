@@ -77,3 +77,6 @@ async def test_key_prefix_applies_to_every_key(connect, lesson, redis_db, varian
     }
     assert redis_db.hgetall(PREFIX + "c1")["sid"] == client.sid
     assert redis_db.hgetall(f"{PREFIX}lesson_student_{LESSON}") == {"c1": client.sid}
+    # the held record of this process too
+    assert [key.startswith(PREFIX + "rollcall:held:") for key in redis_db.keys("*rollcall:*")] \
+        == [True]
