@@ -1,5 +1,6 @@
-"""Fixtures of the healing tests: those of tests/join_lesson (a lesson, the token secret), and
-a stall of the suite's own Redis (SIGSTOP, then SIGCONT at the latest at teardown)."""
+"""Fixtures of the healing tests: those of tests/join_lesson (a lesson, the token secret, the app
+served in-process and its clients), and a stall of the suite's own Redis (SIGSTOP, then SIGCONT
+at the latest at teardown)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,21 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from join_lesson.conftest import lesson, secret  # noqa: F401 - fixtures, reused as they are
+from join_lesson.conftest import (  # noqa: F401 - fixtures, reused as they are
+    config,
+    connect,
+    lesson,
+    mixpanel_events,
+    mixpanel_url,
+    secret,
+    url,
+)
+from lifecycle.conftest import server_events  # noqa: F401 - fixture, reused as it is
+
+
+@pytest.fixture
+def transport() -> str:
+    return "websocket"
 
 
 class RedisStall:
