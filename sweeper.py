@@ -152,13 +152,21 @@ class Sweeper:
         log.warning("process %s starts over as %s", old, new)
 
     async def _sweep(self, dead: str) -> None:
+        """Claim and sweep one dead process. Only Redis not answering stops the heartbeat's
+        round: anything else (bookkeeping keys someone overwrote) is logged, and the other dead
+        processes are still swept."""
         started = time.perf_counter()
-        if await self._liveness.claim(dead) is not Claim.CLAIMED:
-            return  # alive again, or another live process sweeps it
         try:
+            if await self._liveness.claim(dead) is not Claim.CLAIMED:
+                return  # alive again, or another live process sweeps it
             result = await self._liveness.sweep(dead)
         except ClaimLost:
             log.info("sweep of %s taken over by another process", dead)
+            return
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("sweep of %s failed", dead)
             return
         metrics.PROCESSES_SWEPT.inc()
         metrics.GHOSTS_SWEPT.inc(result.ghosts)

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from store.errors import ProcessSwept
 from store.keys import ALIVE_KEY, PROCESSES_KEY, SWEPT_KEY
@@ -24,6 +26,7 @@ from store.presence import (
     TeacherEntry,
     TeacherJoin,
     held_field,
+    parse_held_field,
 )
 
 from .helpers import alive, held, registered, swept_by
@@ -262,3 +265,21 @@ async def test_retire_sweeps_what_the_process_still_holds(redis_db: redis.Redis,
         assert swept_by(redis_db, pid) == pid  # a late write of it is refused
         with pytest.raises(ProcessSwept):
             await store.join(participant(L1, "c1", "s1"))
+
+
+@given(
+    kind=st.sampled_from([TeacherEntry, ParticipantEntry]),
+    lesson_id=st.text(min_size=1, max_size=128),
+    ident=st.text(min_size=1, max_size=128),
+)
+def test_a_held_field_names_its_entry_whatever_the_ids_hold(kind, lesson_id, ident) -> None:
+    entry = kind(lesson_id, ident)
+    assert parse_held_field(held_field(entry)) == entry
+
+
+@pytest.mark.parametrize(
+    "field", ["", "x", "[]", '["teacher","L"]', '["teacher","L",1]', '["alien","L","u"]', "{}",
+              '["participant","L","c",""]', "\ud800"],
+)
+def test_a_field_held_field_never_writes_names_no_entry(field: str) -> None:
+    assert parse_held_field(field) is None
