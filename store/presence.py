@@ -32,7 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import metrics
 from store.coalesce import Coalescer
 from store.errors import ProcessSwept, StoreUnavailable
-from store.keys import HELD_KEY, SEAT_KEY, STUDENTS_KEY, SWEPT_KEY, TEACHER_KEY
+from store.keys import HELD_KEY, PROCESSES_KEY, SEAT_KEY, STUDENTS_KEY, SWEPT_KEY, TEACHER_KEY
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
@@ -44,6 +44,16 @@ RECORD_TTL = 7 * 86400
 SWEPT_TTL = 86400
 #: the error a script answers when the process it writes for has been swept (join_lesson.lua)
 SWEPT_REPLY = "SWEPT"
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """What the join and leave scripts take first to keep a process's held record
+    (presence_lib.lua): the held record, swept key and registry, then the TTL and process id."""
+
+    process_id: str
+    keys: tuple[str, str, str]
+    argv: tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -218,7 +228,7 @@ class PresenceStore:
         self._redis = client
         self._timeout = timeout
         self._prefix = key_prefix
-        self._bookkeeping: tuple[str, str] = ("", "")
+        self._bookkeeping = Bookkeeping("", ("", "", ""), ("", ""))
         #: whose held record the scripts keep; store/liveness.py renews it and replaces it
         self.process_id = new_process_id()
         #: set when a join script found this process swept (the process must start over)
@@ -233,7 +243,12 @@ class PresenceStore:
     @process_id.setter
     def process_id(self, process_id: str) -> None:
         self._process_id = process_id
-        self._bookkeeping = self.bookkeeping_keys(process_id)
+        keys = (
+            self.key(HELD_KEY.format(process_id=process_id)),
+            self.key(SWEPT_KEY.format(process_id=process_id)),
+            self.key(PROCESSES_KEY),
+        )
+        self._bookkeeping = Bookkeeping(process_id, keys, (str(RECORD_TTL), process_id))
 
     @classmethod
     def open(cls, url: str, timeout: float, key_prefix: str = "") -> PresenceStore:
@@ -265,10 +280,10 @@ class PresenceStore:
         nothing; the others are not affected. A Redis that does not answer fails them all with
         StoreUnavailable; a process that has been swept gets ProcessSwept for each.
         """
-        process_id, bookkeeping = self.process_id, self._bookkeeping
-        calls = [self._script_call(j, bookkeeping) for j in joins]
+        book = self._bookkeeping
+        calls = [self._script_call(j, book) for j in joins]
         results = await self.run_script(JOIN_SCRIPT, calls)
-        return [self._join_outcome(result, process_id) for result in results]
+        return [self._join_outcome(result, book.process_id) for result in results]
 
     def _join_outcome(self, result: object, process_id: str) -> JoinOutcome | Exception:
         if isinstance(result, ResponseError) and str(result).startswith(SWEPT_REPLY):
@@ -287,12 +302,12 @@ class PresenceStore:
 
     async def leave_many(self, leaves: Sequence[Leave]) -> list[int | Exception]:
         """Run the leave script once per leave in one pipeline; each gets its own outcome."""
-        bookkeeping = self._bookkeeping
+        book = self._bookkeeping
         calls = []
         for leave in leaves:
             keys, argv = self.entry_list(leave.entries, leave.successors)
             calls.append(
-                (str(len(keys) + 2), *bookkeeping, *keys, leave.sid, str(RECORD_TTL), *argv)
+                (str(len(keys) + 3), *book.keys, *keys, leave.sid, *book.argv, *argv)
             )
         return await self.run_script(LEAVE_SCRIPT, calls)
 
@@ -336,18 +351,10 @@ class PresenceStore:
                 argv += (KIND_PARTICIPANT, entry.client_id, sid, held_field(entry))
         return keys, argv
 
-    def bookkeeping_keys(self, process_id: str) -> tuple[str, str]:
-        """A process's held record and swept marker, which the presence scripts take first."""
-        return (
-            self.key(HELD_KEY.format(process_id=process_id)),
-            self.key(SWEPT_KEY.format(process_id=process_id)),
-        )
-
-    def _script_call(self, join: Join, bookkeeping: tuple[str, str]) -> tuple[str, ...]:
-        """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua);
-        `bookkeeping` is the process's held record and swept marker."""
-        keys: tuple[str, ...] = (self.key(SEAT_KEY.format(lesson_id=join.lesson_id)), *bookkeeping)
-        common = (join.seat_count, join.sid, PRESENCE_TTL, RECORD_TTL)
+    def _script_call(self, join: Join, book: Bookkeeping) -> tuple[str, ...]:
+        """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua)."""
+        keys: tuple[str, ...] = (self.key(SEAT_KEY.format(lesson_id=join.lesson_id)), *book.keys)
+        common = (join.seat_count, join.sid, PRESENCE_TTL, *book.argv)
         entry = join.entry
         held = "" if entry is None else held_field(entry)
         argv: tuple[object, ...]

@@ -16,7 +16,10 @@
 -- is still seen as a reconnect). With a successor, both hold the successor's sid instead.
 --
 -- The held record of a process (rollcall:held:{process_id}, a hash) follows the presence fields
--- its sids hold: held field -> sid. A survivor reads it to clear what a dead process held.
+-- its sids hold: held field -> sid. A survivor reads it to clear what a dead process held. The
+-- join and leave scripts take the process's "bookkeeping" first:
+--   KEYS: rollcall:held:{process_id}, rollcall:swept:{process_id}, rollcall:processes
+--   ARGV: the TTL in seconds of the held record and registry, then the process id
 
 -- The entries of KEYS[key_at..] and ARGV[arg_at..] to their ends, or nil if malformed.
 local function entry_list(key_at, arg_at)
@@ -45,6 +48,17 @@ local function entry_list(key_at, arg_at)
   return entries
 end
 
+-- The bookkeeping at KEYS[key_at..key_at + 2] and ARGV[arg_at..arg_at + 1], or nil if malformed.
+local function bookkeeping(key_at, arg_at)
+  local ttl = tonumber(ARGV[arg_at])
+  if ttl == nil or ARGV[arg_at + 1] == nil or KEYS[key_at + 2] == nil then
+    return nil
+  end
+  return {held = KEYS[key_at], swept = KEYS[key_at + 1], processes = KEYS[key_at + 2],
+          not_hashes = {[key_at + 1] = true, [key_at + 2] = true},
+          ttl = ttl, process_id = ARGV[arg_at + 1]}
+end
+
 -- The type of `key` when it is neither absent nor a hash, else nil.
 local function not_a_hash(key)
   local kind = redis.call('TYPE', key)['ok']
@@ -54,11 +68,12 @@ local function not_a_hash(key)
   return nil
 end
 
--- An error reply naming the first of KEYS (but KEYS[skip]) that is neither absent nor a hash,
--- else nil. Scripts call it before their first write: Redis does not roll a script back.
-local function wrong_type(script, skip)
+-- An error reply naming the first of KEYS (but the swept key and registry of `book`) that is
+-- neither absent nor a hash, else nil. Scripts call it before their first write: Redis does not
+-- roll a script back.
+local function wrong_type(script, book)
   for i, key in ipairs(KEYS) do
-    local kind = i ~= skip and not_a_hash(key)
+    local kind = not book.not_hashes[i] and not_a_hash(key)
     if kind then
       return redis.error_reply('WRONGTYPE ' .. script .. ': ' .. key .. ' holds a ' .. kind)
     end
@@ -68,8 +83,8 @@ end
 
 -- Whether the process whose sids the script writes for has been swept: declared dead by a
 -- survivor, which clears (or has cleared) everything it held. Such a process writes nothing new.
-local function is_swept(swept_key)
-  return redis.call('EXISTS', swept_key) == 1
+local function is_swept(book)
+  return redis.call('EXISTS', book.swept) == 1
 end
 
 -- The one rule that clears a presence entry (a disconnect, a lesson switch, a sweep): the fields
@@ -92,16 +107,20 @@ local function clear_entry(entry, sid, successor)
   return cleared
 end
 
--- Records in `held_key` that `sid` holds the entry `held_field`, refreshing the record's TTL.
-local function hold(held_key, held_field, sid, ttl)
-  redis.call('HSET', held_key, held_field, sid)
-  redis.call('EXPIRE', held_key, ttl)
+-- Records in the held record that `sid` holds the entry `held_field`, refreshing the record's
+-- TTL. A new entry also registers the process, so that a survivor finds it even if it dies before
+-- its heartbeat first ran.
+local function hold(book, held_field, sid)
+  if redis.call('HSET', book.held, held_field, sid) == 1 then
+    redis.call('SADD', book.processes, book.process_id)
+    redis.call('EXPIRE', book.processes, book.ttl)
+  end
+  redis.call('EXPIRE', book.held, book.ttl)
 end
 
 -- Clears (or, when `handover`, hands to each entry's successor) what `sid` still owns of
--- `entries`, and updates the held record `held_key` alike (`held_ttl` seconds, should the record
--- be created); returns the number of fields changed.
-local function leave(entries, sid, held_key, held_ttl, handover)
+-- `entries`, and updates the held record of `book` alike; returns the number of fields changed.
+local function leave(entries, sid, book, handover)
   local cleared = 0
   if sid == '' then
     return cleared
@@ -111,9 +130,9 @@ local function leave(entries, sid, held_key, held_ttl, handover)
     local changed = clear_entry(entry, sid, successor)
     cleared = cleared + changed
     if changed > 0 and successor ~= '' then
-      hold(held_key, entry.held, successor, held_ttl)
-    elseif redis.call('HGET', held_key, entry.held) == sid then
-      redis.call('HDEL', held_key, entry.held)
+      hold(book, entry.held, successor)
+    elseif redis.call('HGET', book.held, entry.held) == sid then
+      redis.call('HDEL', book.held, entry.held)
     end
   end
   return cleared

@@ -283,3 +283,18 @@ def test_a_held_field_names_its_entry_whatever_the_ids_hold(kind, lesson_id, ide
 )
 def test_a_field_held_field_never_writes_names_no_entry(field: str) -> None:
     assert parse_held_field(field) is None
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_process_dead_before_its_first_heartbeat_is_found_by_its_first_join(
+    redis_db: redis.Redis, redis_url: str
+):
+    async with process(redis_url) as early, process(redis_url) as survivor:
+        await store_of(early).join(participant(L1, "c1", "s1"))  # its heartbeat never ran
+        assert registered(redis_db) == {early.process_id}
+        await survivor.renew()
+
+        assert await survivor.dead_processes() == [early.process_id]
+        assert await survivor.claim(early.process_id) is Claim.CLAIMED
+        assert (await survivor.sweep(early.process_id)).ghosts == 1
+        assert not redis_db.exists(f"lesson_student_{L1}")
