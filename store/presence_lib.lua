@@ -107,15 +107,15 @@ local function clear_entry(entry, sid, successor)
   return cleared
 end
 
--- Records in the held record that `sid` holds the entry `held_field`, refreshing the record's
--- TTL. A new entry also registers the process, so that a survivor finds it even if it dies before
--- its heartbeat first ran.
+-- Records in the held record that `sid` holds the entry `held_field`. A new entry also sets the
+-- record's TTL (the heartbeat refreshes it) and registers the process, so that a survivor finds it
+-- even if it dies before its first heartbeat; a rejoin only updates the sid.
 local function hold(book, held_field, sid)
   if redis.call('HSET', book.held, held_field, sid) == 1 then
+    redis.call('EXPIRE', book.held, book.ttl)
     redis.call('SADD', book.processes, book.process_id)
     redis.call('EXPIRE', book.processes, book.ttl)
   end
-  redis.call('EXPIRE', book.held, book.ttl)
 end
 
 -- Clears (or, when `handover`, hands to each entry's successor) what `sid` still owns of
