@@ -101,6 +101,8 @@ class Sweeper:
                 return
             await self._connections.retry_pending()
             for dead in await self._liveness.dead_processes():
+                if self._renewal_due() and not await self._renew():
+                    return  # sweeping many dead processes must not let this one lapse
                 await self._sweep(dead)
         except StoreUnavailable as exc:
             if not self._unreachable:
@@ -108,6 +110,10 @@ class Sweeper:
             self._unreachable = True
         except Exception:
             log.exception("heartbeat failed")
+
+    def _renewal_due(self) -> bool:
+        renewed = self._renewed
+        return renewed is None or asyncio.get_running_loop().time() - renewed >= self._interval
 
     async def _renew(self) -> bool:
         """Renew this process's liveness, starting over first if it was swept; whether it is
