@@ -24,6 +24,24 @@ from .test_crash import STUDENTS, running, scrape, swept
 SLOW_PINGS = ("--ping-interval", "30", "--ping-timeout", "30")
 
 
+def join_frame(ack_id: int, client_id: str, secret: str) -> str:
+    payload = request(user_id=client_id, access_token=participant_token(client_id, secret))
+    return f"42{ack_id}" + json.dumps(["join_lesson", payload])
+
+
+async def raw_participant(url: str, client_id: str, secret: str) -> RawWebSocketClient:
+    """A participant over a bare WebSocket: unlike a stock client, it leaves nothing running
+    behind once the server drops it."""
+    client = RawWebSocketClient(url)
+    await client.connect()
+    await client.send(join_frame(0, client_id, secret))
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while not (frame := await client.receive()) or not frame.startswith("430"):
+            assert frame is not None, "closed before the join's ack"
+    assert json.loads(frame[3:]) == [{"status": "SUCCESS", "data": {}}]
+    return client
+
+
 async def frames_until_closed(client: RawWebSocketClient) -> list[str]:
     frames = []
     async with asyncio.timeout(EVENT_TIMEOUT):
@@ -38,19 +56,17 @@ async def test_a_frozen_process_swept_meanwhile_writes_nothing_back(
 ):
     frozen = await Rollcall.start(redis_url, database_url, secret, *SLOW_PINGS)
     raw = RawWebSocketClient(frozen.url)
+    c1 = None
     async with running(redis_url, database_url, secret, 1) as ((survivor,), clients):
         try:
-            c1_sid = (await clients.participant(frozen.url, "c1", secret)).sid
+            c1 = await raw_participant(frozen.url, "c1", secret)
             await raw.connect()
             old = frozen.process_id
             assert held(redis_db, old)
 
             frozen.server.proc.send_signal(signal.SIGSTOP)
             # joins waiting in its socket when it wakes up: a newcomer, and c1 again
-            for ack_id, client_id in enumerate(("c9", "c1")):
-                token = participant_token(client_id, secret)
-                payload = request(user_id=client_id, access_token=token)
-                await raw.send(f"42{ack_id}" + json.dumps(["join_lesson", payload]))
+            await raw.send(join_frame(0, "c9", secret), join_frame(1, "c1", secret))
             await wait_for(lambda: swept(redis_db, old), "the sweep of the frozen process")
             assert redis_db.hget("c1", "sid") == "" and not redis_db.exists(STUDENTS)
             assert swept_by(redis_db, old) == survivor.process_id
@@ -69,8 +85,9 @@ async def test_a_frozen_process_swept_meanwhile_writes_nothing_back(
                 new, survivor.process_id
             }
             # c1 was dropped too
+            await frames_until_closed(c1)
             [gone] = await wait_for(
-                lambda: frozen.lines_with(f"event=disconnect sid={c1_sid}"), "c1's disconnect"
+                lambda: frozen.lines_with(f"event=disconnect sid={c1.sid}"), "c1's disconnect"
             )
             assert 'reason="server disconnect"' in gone
             assert len(frozen.lines_with("was swept by a survivor")) == 1
@@ -82,7 +99,9 @@ async def test_a_frozen_process_swept_meanwhile_writes_nothing_back(
             assert redis_db.hgetall(STUDENTS) == {"c10": c10.sid}
             assert list(held(redis_db, new).values()) == [c10.sid]
         finally:
-            raw.close()
+            for client in (raw, c1):
+                if client is not None:
+                    client.close()
             frozen.server.proc.send_signal(signal.SIGCONT)
             await frozen.stop()
 
