@@ -5,11 +5,14 @@ deadline (the sweep is periodic: there is no event of it to await)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+from join_lesson.helpers import EVENT_TIMEOUT, participant_token, request
+from lifecycle.helpers import RawWebSocketClient
 
 from store.keys import ALIVE_KEY, HELD_KEY, PROCESSES_KEY, SWEPT_KEY
 from tests.conftest import ServerProcess, free_port
@@ -92,3 +95,21 @@ def swept_by(db: redis.Redis, process_id: str) -> str | None:
 
 def registered(db: redis.Redis) -> set[str]:
     return db.smembers(PROCESSES_KEY)
+
+
+def join_frame(ack_id: int, client_id: str, secret: str) -> str:
+    payload = request(user_id=client_id, access_token=participant_token(client_id, secret))
+    return f"42{ack_id}" + json.dumps(["join_lesson", payload])
+
+
+async def raw_participant(url: str, client_id: str, secret: str) -> RawWebSocketClient:
+    """A participant over a bare WebSocket: unlike a stock client, it leaves nothing running
+    behind once the server drops it."""
+    client = RawWebSocketClient(url)
+    await client.connect()
+    await client.send(join_frame(0, client_id, secret))
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while not (frame := await client.receive()) or not frame.startswith("430"):
+            assert frame is not None, "closed before the join's ack"
+    assert json.loads(frame[3:]) == [{"status": "SUCCESS", "data": {}}]
+    return client

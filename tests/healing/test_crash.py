@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +15,9 @@ from join_lesson.helpers import LESSON, Client, participant_token, request
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
 
-from .helpers import Rollcall, alive, held, registered, swept_by, wait_for
+from server import SHUTDOWN_TIMEOUT
+
+from .helpers import Rollcall, alive, held, raw_participant, registered, swept_by, wait_for
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 TEACHERS = f"lesson_teacher_{LESSON}"
@@ -186,3 +189,25 @@ async def test_a_comeback_on_another_process_racing_the_sweep_keeps_its_new_sid(
         for n in range(count):
             assert redis_db.hget(f"c{n}", "sid") == back.get(f"c{n}", "")
         assert len(held(redis_db, b.process_id)) == len(back) + 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_graceful_stop_leaves_no_record_to_sweep(
+    lesson, redis_db, redis_url, database_url, secret
+):
+    async with running(redis_url, database_url, secret, 1) as ((a,), _):
+        c1 = await raw_participant(a.url, "c1", secret)  # leaves no client task behind
+        pid = a.process_id
+        assert alive(redis_db, pid) and held(redis_db, pid)
+
+        a.server.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            assert await a.server.proc.wait() == 0
+        c1.close()
+
+        assert not redis_db.exists(STUDENTS)
+        assert not alive(redis_db, pid) and not held(redis_db, pid)
+        assert registered(redis_db) == set()
+        assert swept_by(redis_db, pid) == pid  # its own marker: a late write would be refused
+        [retired] = a.lines_with("retired")
+        assert f"process_id={pid}" in retired

@@ -16,30 +16,21 @@ from lifecycle.helpers import RawWebSocketClient
 from store.liveness import Claim, Liveness
 from store.presence import PresenceStore
 
-from .helpers import Rollcall, alive, held, registered, swept_by, wait_for
+from .helpers import (
+    Rollcall,
+    alive,
+    held,
+    join_frame,
+    raw_participant,
+    registered,
+    swept_by,
+    wait_for,
+)
 from .test_crash import STUDENTS, running, scrape, swept
 
 #: a heartbeat far above the freeze, so that the raw client (which never answers pings) and the
 #: python-socketio clients outlive it
 SLOW_PINGS = ("--ping-interval", "30", "--ping-timeout", "30")
-
-
-def join_frame(ack_id: int, client_id: str, secret: str) -> str:
-    payload = request(user_id=client_id, access_token=participant_token(client_id, secret))
-    return f"42{ack_id}" + json.dumps(["join_lesson", payload])
-
-
-async def raw_participant(url: str, client_id: str, secret: str) -> RawWebSocketClient:
-    """A participant over a bare WebSocket: unlike a stock client, it leaves nothing running
-    behind once the server drops it."""
-    client = RawWebSocketClient(url)
-    await client.connect()
-    await client.send(join_frame(0, client_id, secret))
-    async with asyncio.timeout(EVENT_TIMEOUT):
-        while not (frame := await client.receive()) or not frame.startswith("430"):
-            assert frame is not None, "closed before the join's ack"
-    assert json.loads(frame[3:]) == [{"status": "SUCCESS", "data": {}}]
-    return client
 
 
 async def frames_until_closed(client: RawWebSocketClient) -> list[str]:
