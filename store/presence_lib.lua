@@ -89,7 +89,8 @@ end
 
 -- The one rule that clears a presence entry (a disconnect, a lesson switch, a sweep): the fields
 -- of `entry` that still hold `sid` are cleared, or handed to `successor`. Returns the number of
--- fields changed.
+-- fields changed. Anything else the scripts come to keep per entry belongs here too, so that a
+-- disconnect, a switch and the sweep of a dead process all take it back.
 local function clear_entry(entry, sid, successor)
   local cleared = 0
   if redis.call('HGET', entry.lesson_key, entry.field) == sid then
