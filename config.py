@@ -70,6 +70,8 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
     message_queue: str | None = None
     roster_ttl: int = ROSTER_TTL
+    liveness_ttl: float = 15.0
+    liveness_interval: float = 5.0
 
 
 def _positive_float(text: str) -> float:
@@ -353,6 +355,20 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "seconds a lesson's roster (who joined, when, who left) outlives its last change; "
         "0 turns the roster off",
     ),
+    (
+        "--liveness-ttl",
+        "ROLLCALL_LIVENESS_TTL",
+        _positive_float,
+        "seconds this process stays alive in Redis without a heartbeat; once it lapses, a live "
+        "process clears what this one held",
+    ),
+    (
+        "--liveness-interval",
+        "ROLLCALL_LIVENESS_INTERVAL",
+        _positive_float,
+        "seconds between heartbeats, each also retrying failed leaves and sweeping dead "
+        "processes; below --liveness-ttl",
+    ),
 )
 
 
@@ -403,6 +419,11 @@ def parse_config(
         parser.error(
             f"argument --max-session-output: must be at least --max-payload "
             f"({config.max_payload}), got {config.max_session_output}"
+        )
+    if config.liveness_interval >= config.liveness_ttl:
+        parser.error(
+            f"argument --liveness-interval: must be below --liveness-ttl "
+            f"({config.liveness_ttl:g}), got {config.liveness_interval:g}"
         )
     return config
 
