@@ -184,6 +184,7 @@ class Sweeper:
                 "entries": result.entries,
                 "ghosts": result.ghosts,
                 "cleared": result.fields,
+                "rosters": result.rosters,
                 "malformed": result.malformed,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },

@@ -15,6 +15,7 @@
 --   KEYS[7] rollcall:roster:{lesson_id}
 --   ARGV[9] client_id                   ARGV[10] role
 --   ARGV[11] user_id, whose roster record the join keeps ('' for none)
+--   ARGV[12] the held field of that roster record
 -- mode "seats" (a participant without a token): KEYS[1..4] only, ARGV[1..8].
 -- Then, after the keys and arguments above, the entry list of presence_lib.lua: what this sid
 -- held before (presence entries and roster records), cleared first where it still holds it (a
@@ -39,7 +40,7 @@ local join_keys, join_args = 6, 10
 if mode == 'seats' then
   join_keys, join_args = 4, 8
 elseif mode == 'participant' then
-  join_keys, join_args = 7, 11
+  join_keys, join_args = 7, 12
 elseif mode ~= 'teacher' then
   return redis.error_reply('ERR join_lesson: unknown mode ' .. tostring(mode))
 end
@@ -89,7 +90,9 @@ elseif mode == 'participant' then
   redis.call('EXPIRE', KEYS[5], ttl)
   redis.call('HSET', KEYS[6], ARGV[9], sid)
   hold(book, held_field, sid)
-  roster_join(KEYS[7], ARGV[11], ARGV[9], sid, book.roster_ttl)
+  if roster_join(KEYS[7], ARGV[11], ARGV[9], sid, book.roster_ttl) then
+    hold(book, ARGV[12], sid)
+  end
 end
 
 return {created, existed}

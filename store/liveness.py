@@ -68,14 +68,16 @@ class ClaimLost(Exception):
 @dataclass(frozen=True)
 class SweepResult:
     """What one sweep cleared: of the `entries` the dead process's held record named, `ghosts`
-    still held its sids (`fields` presence fields cleared in all); `malformed` held fields
-    that name no entry were dropped."""
+    presence entries still held its sids (`fields` presence fields cleared in all) and
+    `rosters` roster records were left; `malformed` held fields that name no entry were
+    dropped."""
 
     process_id: str
     entries: int = 0
     ghosts: int = 0
     fields: int = 0
     malformed: int = 0
+    rosters: int = 0
 
 
 def describe_process() -> str:
@@ -164,7 +166,7 @@ class Liveness:
         its held record and registration. Raises ClaimLost if another process took the claim
         over, StoreUnavailable if Redis stops answering (the claim stays: sweep again)."""
         held_key = self._key(HELD_KEY, dead)
-        entries = ghosts = fields = malformed = 0
+        entries = ghosts = fields = malformed = rosters = 0
         cursor = 0
         while True:
             try:
@@ -184,16 +186,17 @@ class Liveness:
             for i, chunk in enumerate(chunks):
                 last = cursor == 0 and i == len(chunks) - 1
                 if chunk or last:
-                    found, cleared = await self._sweep_batch(dead, chunk, last)
+                    found, cleared, left = await self._sweep_batch(dead, chunk, last)
                     entries += len(chunk)
                     ghosts += found
                     fields += cleared
+                    rosters += left
             if cursor == 0:
-                return SweepResult(dead, entries, ghosts, fields, malformed)
+                return SweepResult(dead, entries, ghosts, fields, malformed, rosters)
 
     async def _sweep_batch(
         self, dead: str, chunk: list[tuple[Entry, str]], last: bool
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
         keys, argv = self._presence.entry_list(
             [entry for entry, _ in chunk], [sid for _, sid in chunk]
         )
@@ -206,6 +209,7 @@ class Liveness:
             self.process_id,
             dead,
             "1" if last else "0",
+            str(self._presence.roster_ttl),
             *argv,
         )
         (result,) = await self._presence.run_script(SWEEP_SCRIPT, [call])
@@ -213,7 +217,7 @@ class Liveness:
             raise ClaimLost(dead)
         if isinstance(result, Exception):
             raise result
-        return int(result[0]), int(result[1])
+        return int(result[0]), int(result[1]), int(result[2])
 
     async def retire(self) -> SweepResult:
         """At a graceful stop, once every connection is gone: give up the liveness key, claim

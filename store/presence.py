@@ -6,9 +6,10 @@ store/leave_lesson.lua, run once per disconnect. The joins (and the leaves) that
 are sent as one pipeline of EVALSHA calls (one round trip), and each gets its own outcome from it.
 The same script runs keep each lesson's roster (store/roster.py), rollcall's own bookkeeping.
 
-They also keep this process's held record (store/keys.py HELD_KEY): every presence entry its
-sids hold, so that a survivor can clear them if the process dies (store/liveness.py). Once a
-survivor has swept the process, its join script refuses to write (ProcessSwept).
+They also keep this process's held record (store/keys.py HELD_KEY): every presence entry and
+roster record its sids hold, so that a survivor can clear them if the process dies
+(store/liveness.py). Once a survivor has swept the process, its join script refuses to write
+(ProcessSwept).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ KIND_TEACHER = "teacher"
 KIND_PARTICIPANT = "participant"
 KIND_ROSTER = "roster"
 NO_SUCCESSOR = ""
-#: the held field of an entry the held record does not name (a roster record)
+#: the held field of a join that writes no entry (mode "seats")
 NOT_HELD = ""
 
 
@@ -128,12 +129,14 @@ class RosterEntry:
 Entry = TeacherEntry | ParticipantEntry | RosterEntry
 
 
-def held_field(entry: TeacherEntry | ParticipantEntry) -> str:
+def held_field(entry: Entry) -> str:
     """The field naming `entry` in a held record: JSON `[kind, lesson_id, id]`, unambiguous
     whatever the ids hold, and enough for a survivor to find the entry's keys. Built from the
     C string encoder of the json module: it runs once per join."""
     if isinstance(entry, TeacherEntry):
         kind, ident = KIND_TEACHER, entry.user_id
+    elif isinstance(entry, RosterEntry):
+        kind, ident = KIND_ROSTER, entry.user_id
     else:
         kind, ident = KIND_PARTICIPANT, entry.client_id
     return f'["{kind}",{json_string(entry.lesson_id)},{json_string(ident)}]'
@@ -152,6 +155,8 @@ def parse_held_field(field: str) -> Entry | None:
         return TeacherEntry(lesson_id, ident)
     if kind == KIND_PARTICIPANT:
         return ParticipantEntry(lesson_id, ident)
+    if kind == KIND_ROSTER:
+        return RosterEntry(lesson_id, ident)
     return None
 
 
@@ -255,8 +260,7 @@ class LessonKeys:
 
 class PresenceStore:
     """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md), the
-    lessons' rosters (`roster_ttl` 0 turns them off), and this process's held record of the
-    presence entries."""
+    lessons' rosters (`roster_ttl` 0 turns them off), and this process's held record of both."""
 
     def __init__(
         self,
@@ -394,7 +398,7 @@ class PresenceStore:
                 argv += (KIND_TEACHER, entry.user_id, sid, held_field(entry))
             elif isinstance(entry, RosterEntry):
                 keys.append(self.key(ROSTER_KEY.format(lesson_id=entry.lesson_id)))
-                argv += (KIND_ROSTER, entry.user_id, sid, NOT_HELD)
+                argv += (KIND_ROSTER, entry.user_id, sid, held_field(entry))
             else:
                 keys += (
                     self.key(STUDENTS_KEY.format(lesson_id=entry.lesson_id)),
@@ -413,7 +417,7 @@ class PresenceStore:
                 self.key(TEACHER_KEY.format(lesson_id=join.lesson_id)),
                 self.key(join.user_id),
             )
-            entry = TeacherEntry(join.lesson_id, join.user_id)
+            (entry,) = join.entries
             argv = (MODE_TEACHER, *common, held_field(entry), join.user_id, join.lesson_id)
         elif isinstance(join, ParticipantJoin):
             keys += (
@@ -421,7 +425,7 @@ class PresenceStore:
                 self.key(STUDENTS_KEY.format(lesson_id=join.lesson_id)),
                 self.key(ROSTER_KEY.format(lesson_id=join.lesson_id)),
             )
-            entry = ParticipantEntry(join.lesson_id, join.client_id)
+            entry, roster = join.entries
             argv = (
                 MODE_PARTICIPANT,
                 *common,
@@ -429,6 +433,7 @@ class PresenceStore:
                 join.client_id,
                 join.role,
                 join.user_id,
+                held_field(roster),
             )
         else:
             argv = (MODE_SEATS, *common, NOT_HELD)

@@ -6,7 +6,7 @@
 -- wiped.
 --   ARGV, per entry: the kind ('teacher', 'participant' or 'roster'), the field (user_id,
 --                    client_id, or user_id for a roster record), a sid, then the entry's field in
---                    the held record (below; '' for a roster record, which it does not name)
+--                    the held record (below)
 --   KEYS, per entry: lesson_teacher_{lesson_id} for a teacher;
 --                    lesson_student_{lesson_id} then {client_id} for a participant;
 --                    rollcall:roster:{lesson_id} for a roster record
@@ -20,7 +20,7 @@
 -- roster record is left by roster_leave below.
 --
 -- The held record of a process (rollcall:held:{process_id}, a hash) follows the presence fields
--- its sids hold: held field -> sid. A survivor reads it to clear what a dead
+-- and roster records its sids hold: held field -> sid. A survivor reads it to clear what a dead
 -- process held. The join and leave scripts take the process's "bookkeeping" first:
 --   KEYS: rollcall:held:{process_id}, rollcall:swept:{process_id}, rollcall:processes
 --   ARGV: the TTL in seconds of the held record and registry, the process id, then the roster's
@@ -208,8 +208,8 @@ local function hold(book, held_field, sid)
 end
 
 -- Clears (or, when `handover`, hands to each entry's successor) what `sid` still owns of
--- `entries`, and updates the held record of `book` alike for the presence entries; returns the
--- number of presence fields changed (roster records are not counted).
+-- `entries`, and updates the held record of `book` alike; returns the number of presence fields
+-- changed (roster records are not counted).
 local function leave(entries, sid, book, handover)
   local cleared = 0
   if sid == '' then
@@ -220,11 +220,11 @@ local function leave(entries, sid, book, handover)
     local changed = clear_entry(entry, sid, successor, book.roster_ttl)
     if not entry.roster then
       cleared = cleared + changed
-      if changed > 0 and successor ~= '' then
-        hold(book, entry.held, successor)
-      elseif redis.call('HGET', book.held, entry.held) == sid then
-        redis.call('HDEL', book.held, entry.held)
-      end
+    end
+    if changed > 0 and successor ~= '' then
+      hold(book, entry.held, successor)
+    elseif redis.call('HGET', book.held, entry.held) == sid then
+      redis.call('HDEL', book.held, entry.held)
     end
   end
   return cleared

@@ -1,13 +1,16 @@
 """Helpers of the healing tests: rollcall processes with short liveness settings, the process id
-each one logs, the bookkeeping keys of a process, and waiting for a state of Redis with a
-deadline (the sweep is periodic: there is no event of it to await)."""
+each one logs, the bookkeeping keys of a process, waiting for a state of Redis with a deadline
+(the sweep is periodic: there is no event of it to await), and a network partition between
+rollcall and Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import redis
@@ -113,3 +116,94 @@ async def raw_participant(url: str, client_id: str, secret: str) -> RawWebSocket
             assert frame is not None, "closed before the join's ack"
     assert json.loads(frame[3:]) == [{"status": "SUCCESS", "data": {}}]
     return client
+
+
+class _Link:
+    """One client connection through a RedisPartition, and its connection to Redis."""
+
+    def __init__(self, client: asyncio.StreamWriter, redis_side: asyncio.StreamWriter) -> None:
+        self.writers = (client, redis_side)
+        #: whether anything the client sent was lost: the stream to Redis is then broken
+        self.lost = False
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+class RedisPartition:
+    """A TCP relay between rollcall processes and the suite's Redis that a test can cut, as a
+    network partition would. While it is cut, what the processes send is lost and never reaches
+    Redis, so nothing they sent then is ever run (unlike a stalled Redis, which runs what it had
+    received once it wakes up). A connection that lost anything is closed when the partition
+    ends: its client has given up on it by then."""
+
+    def __init__(self, redis_url: str) -> None:
+        parsed = urllib.parse.urlsplit(redis_url)
+        self._redis = (parsed.hostname or "127.0.0.1", parsed.port or 6379)
+        self._path = parsed.path
+        self._server: asyncio.Server | None = None
+        self._links: set[_Link] = set()
+        self._relays: set[asyncio.Task] = set()
+        self.is_cut = False
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, redis_url: str) -> AsyncIterator[RedisPartition]:
+        partition = cls(redis_url)
+        partition._server = await asyncio.start_server(partition._relay, "127.0.0.1", 0)
+        try:
+            yield partition
+        finally:
+            partition._server.close()
+            for link in list(partition._links):
+                link.close()
+            await asyncio.gather(*partition._relays, return_exceptions=True)
+
+    @property
+    def url(self) -> str:
+        """The Redis URL that goes through the relay (the same database)."""
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}{self._path}"
+
+    def cut(self) -> None:
+        self.is_cut = True
+
+    def restore(self) -> None:
+        self.is_cut = False
+        for link in [link for link in self._links if link.lost]:
+            link.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        task.add_done_callback(self._relays.discard)
+        redis_reader, redis_writer = await asyncio.open_connection(*self._redis)
+        link = _Link(writer, redis_writer)
+        self._links.add(link)
+        try:
+            await asyncio.gather(
+                self._pump(link, reader, redis_writer, to_redis=True),
+                self._pump(link, redis_reader, writer, to_redis=False),
+            )
+        finally:
+            self._links.discard(link)
+            link.close()
+
+    async def _pump(
+        self,
+        link: _Link,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        to_redis: bool,
+    ) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if to_redis and (self.is_cut or link.lost):
+                    link.lost = True
+                    continue
+                sink.write(data)
+                await sink.drain()
+        link.close()  # one side is gone: so is the other

@@ -97,7 +97,8 @@ async def test_sigkill_with_a_live_peer(lesson, redis_db, redis_url, database_ur
         assert await c1.join(request(user_id="c1", access_token=token)) == SUCCESS
         assert redis_db.hget(STUDENTS, "c1") == c1.sid
         dead, survivor = a.process_id, b.process_id
-        assert len(held(redis_db, dead)) == 3
+        # t1's entry; c1's and c2's, each with its roster record
+        assert len(held(redis_db, dead)) == 5
         b_held = held(redis_db, survivor)
         assert registered(redis_db) == {dead, survivor}
 
@@ -115,7 +116,8 @@ async def test_sigkill_with_a_live_peer(lesson, redis_db, redis_url, database_ur
         assert swept_by(redis_db, dead) == survivor
         # the log line follows the sweep's last script run
         [line] = await wait_for(lambda: b.lines_with("swept dead process"), "the sweep's line")
-        assert f"process_id={dead}" in line and "entries=3" in line and "ghosts=3" in line
+        assert f"process_id={dead}" in line and "entries=5" in line and "ghosts=3" in line
+        assert "rosters=2" in line
         assert await scrape(b.url, "rollcall_processes_swept_total") == 1
         assert await scrape(b.url, "rollcall_ghosts_swept_total") == 3
 
@@ -192,7 +194,8 @@ async def test_a_comeback_on_another_process_racing_the_sweep_keeps_its_new_sid(
         assert redis_db.hgetall(TEACHERS) == {"t1": racing[-1].sid}
         for n in range(count):
             assert redis_db.hget(f"c{n}", "sid") == back.get(f"c{n}", "")
-        assert len(held(redis_db, b.process_id)) == len(back) + 1
+        # each comeback's entry and roster record, and t1's entry
+        assert len(held(redis_db, b.process_id)) == 2 * len(back) + 1
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -94,7 +94,7 @@ async def test_a_roster_leave_is_not_counted_as_a_presence_field(presence, redis
 # then the roster's parts.
 BOOK_KEYS = ("rollcall:held:p", "rollcall:swept:p", "rollcall:processes")
 BOOK = ("604800", "p")
-HELD = ""  # a roster record's held field: the held record does not name it
+HELD = '["roster","l","u1"]'
 MALFORMED_LEAVES = [
     (BOOK_KEYS, ("sid", *BOOK)),                                          # no roster TTL
     (BOOK_KEYS, ("sid", *BOOK, "soon")),                # a roster TTL that is not a number
@@ -109,8 +109,9 @@ PARTICIPANT = ("participant", "2", "sid", "60", *BOOK, TTL, "", "c1", "student")
 MALFORMED_JOINS = [
     ((SEAT, *BOOK_KEYS), ("seats", "2", "sid", "60", *BOOK)),             # no roster TTL at all
     ((SEAT, *BOOK_KEYS), ("seats", "2", "sid", "60", *BOOK, "x", "")),    # not a number
-    (PARTICIPANT_KEYS, (*PARTICIPANT, "u1")),                             # the roster key missing
-    ((*PARTICIPANT_KEYS, ROSTER), PARTICIPANT),                           # its user missing
+    (PARTICIPANT_KEYS, (*PARTICIPANT, "u1", HELD)),                       # the roster key missing
+    ((*PARTICIPANT_KEYS, ROSTER), PARTICIPANT),                   # its user and held field missing
+    ((*PARTICIPANT_KEYS, ROSTER), (*PARTICIPANT, "u1")),                  # its held field missing
 ]
 
 
