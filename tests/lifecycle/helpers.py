@@ -141,7 +141,7 @@ class RawWebSocketClient:
     async def receive(self) -> str | bytes | None:
         """The next frame from the server, or None once it has closed the connection."""
         assert self._ws is not None
-        return await self._ws.read_message()
+        return await self._inbox.get()
 
     def close(self) -> None:
         if self._ws is not None:
