@@ -12,10 +12,12 @@ format's encoder escapes control characters already.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,9 +75,14 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     }
     ordered = {key: fields.pop(key) for key in EVENT_FIELDS if key in fields}
     ordered.update(sorted(fields.items()))
-    return {
-        key: REDACTED if _SECRET_NAME.search(key) else value for key, value in ordered.items()
-    }
+    return {key: REDACTED if _is_secret_name(key) else value for key, value in ordered.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_name(key: str) -> bool:
+    """Whether a field's name says it holds a secret; the names are the code's own, a few dozen,
+    so each is searched once."""
+    return _SECRET_NAME.search(key) is not None
 
 
 def escape(text: str) -> str:
@@ -98,10 +105,20 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        #: the second last formatted and its text: strftime and localtime once per second
+        self._second: tuple[int, str] = (-1, "")
+
+    def _time(self, record: logging.LogRecord) -> str:
+        """formatTime's text (`%Y-%m-%d %H:%M:%S,mmm`, local time)."""
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime(self.default_time_format,
+                                                  self.converter(record.created)))
+        return self.default_msec_format % (self._second[1], record.msecs)
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = escape(record.getMessage())
-        record.asctime = self.formatTime(record, self.datefmt)
+        record.asctime = self._time(record)
         lines = [self.formatMessage(record)]
         fields = " ".join(
             f"{key}={_text_value(value)}" for key, value in extra_fields(record).items()

@@ -157,6 +157,15 @@ def test_redact_is_linear_in_a_long_word() -> None:
     assert logs.redact(text).endswith(f"&token={logs.REDACTED}")
 
 
+def test_text_time_is_what_logging_prints_across_seconds() -> None:
+    """The text format keeps the last second's text; it must still match logging's own."""
+    formatter, reference = logs.TextFormatter(), logging.Formatter(logs.TEXT_FORMAT)
+    for created in (1_800_000_000.001, 1_800_000_000.999, 1_800_000_001.5, 1_799_999_999.25):
+        rec = record("m")
+        rec.created, rec.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert formatter.format(rec).startswith(reference.format(rec))
+
+
 def test_a_non_json_value_is_printed_as_text() -> None:
     entry = json.loads(logs.JsonFormatter().format(record(lesson_id=object)))
     assert entry["lesson_id"] == str(object)
