@@ -184,10 +184,9 @@ LIVENESS_LAPSES = Counter(
 LAPSE_OUTCOMES = ("revived", "swept")
 
 # Pre-create the label sets an alert compares against, so that they read 0 rather than being
-# absent before the first error.
-for _backend in STORE_BACKENDS:
-    STORE_ERRORS.labels(_backend)
-    STORE_SECONDS.labels(_backend)
+# absent before the first error; the calls use these children, not a `labels()` lookup each.
+_STORE_ERRORS = {backend: STORE_ERRORS.labels(backend) for backend in STORE_BACKENDS}
+_STORE_SECONDS = {backend: STORE_SECONDS.labels(backend) for backend in STORE_BACKENDS}
 for _outcome in LAPSE_OUTCOMES:
     LIVENESS_LAPSES.labels(_outcome)
 
@@ -198,12 +197,20 @@ def configure() -> None:
     disable_created_metrics()
 
 
+#: JOINS' child of each (role, code) seen: `labels()` checks and joins its arguments under a lock on
+#: every call. Both labels come from small fixed sets (see record_join), so this stays small.
+_JOIN_COUNTERS: dict[tuple[str, str], Counter] = {}
+
+
 def record_join(role: str, code: str, seconds: float) -> None:
     """Count one answered join and observe its latency.
 
     `role` must be a validated role, or UNKNOWN_ROLE when the request did not validate.
     """
-    JOINS.labels(role, code).inc()
+    counter = _JOIN_COUNTERS.get((role, code))
+    if counter is None:
+        counter = _JOIN_COUNTERS[role, code] = JOINS.labels(role, code)
+    counter.inc()
     JOIN_SECONDS.observe(seconds)
 
 
@@ -218,10 +225,10 @@ def store_call(backend: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        STORE_ERRORS.labels(backend).inc()
+        _STORE_ERRORS[backend].inc()
         raise
     finally:
-        STORE_SECONDS.labels(backend).observe(time.perf_counter() - start)
+        _STORE_SECONDS[backend].observe(time.perf_counter() - start)
 
 
 class LoopLagMonitor:
