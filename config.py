@@ -73,6 +73,8 @@ class Config:
     message_queue: str | None = None
     roster_ttl: int = ROSTER_TTL
     websocket_compression: bool = False
+    liveness_ttl: float = 15.0
+    liveness_interval: float = 5.0
 
 
 def _positive_float(text: str) -> float:
@@ -374,6 +376,20 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "negotiate permessage-deflate with WebSocket clients that offer it; costs about 170 KiB "
         "of zlib state per such connection for its whole life (off: every client works without)",
     ),
+    (
+        "--liveness-ttl",
+        "ROLLCALL_LIVENESS_TTL",
+        _positive_float,
+        "seconds this process stays alive in Redis without a heartbeat; once it lapses, a live "
+        "process clears what this one held",
+    ),
+    (
+        "--liveness-interval",
+        "ROLLCALL_LIVENESS_INTERVAL",
+        _positive_float,
+        "seconds between heartbeats, each also retrying failed leaves and sweeping dead "
+        "processes; below --liveness-ttl",
+    ),
 )
 #: flags that also stand alone (`--flag` alone means `--flag true`)
 _SWITCHES = frozenset({"--websocket-compression"})
@@ -431,6 +447,11 @@ def parse_config(
         parser.error(
             f"argument --max-session-output: must be at least --max-payload "
             f"({config.max_payload}), got {config.max_session_output}"
+        )
+    if config.liveness_interval >= config.liveness_ttl:
+        parser.error(
+            f"argument --liveness-interval: must be below --liveness-ttl "
+            f"({config.liveness_ttl:g}), got {config.liveness_interval:g}"
         )
     return config
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from typing import Protocol
 
 from prometheus_client import (
@@ -103,6 +103,35 @@ class ConnectionsCollector(Collector):
 CONNECTIONS = ConnectionsCollector()
 REGISTRY.register(CONNECTIONS)
 
+
+class _KeptLeaves(Protocol):
+    pending: Sized
+
+
+class PendingLeavesCollector(Collector):
+    """`rollcall_leaves_pending`: leaves kept for a retry (handlers/presence.py), counted at
+    scrape time from the live per-process records, held weakly like the connections above."""
+
+    def __init__(self) -> None:
+        self._owners: weakref.WeakSet[_KeptLeaves] = weakref.WeakSet()
+
+    def track(self, owner: _KeptLeaves) -> None:
+        self._owners.add(owner)
+
+    def count(self) -> int:
+        return sum(len(owner.pending) for owner in list(self._owners))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_leaves_pending",
+            "Disconnects whose leave could not reach Redis, kept to be retried.",
+            value=self.count(),
+        )
+
+
+PENDING_LEAVES = PendingLeavesCollector()
+REGISTRY.register(PENDING_LEAVES)
+
 JOINS = Counter(
     "joins", "join_lesson requests answered, by role and ack code (SUCCESS or the error code).",
     ["role", "code"], namespace=NAMESPACE, registry=REGISTRY,
@@ -132,12 +161,34 @@ EVENT_LOOP_LAG = Gauge(
     "How late the last periodic wake-up of the event loop was: time no callback could run.",
     namespace=NAMESPACE, registry=REGISTRY,
 )
+GHOSTS_SWEPT = Counter(
+    "ghosts_swept",
+    "Presence entries of dead processes that still held their sid and were cleared by a sweep.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+PROCESSES_SWEPT = Counter(
+    "processes_swept", "Dead processes whose held record this process swept.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+LEAVES_DROPPED = Counter(
+    "leaves_dropped",
+    "Leaves that could not reach Redis and were dropped from the full retry queue.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+LIVENESS_LAPSES = Counter(
+    "liveness_lapses",
+    "Heartbeats that found this process's liveness lapsed, by outcome: revived (nobody had "
+    "swept it yet) or swept (a survivor had; it dropped its connections and started over).",
+    ["outcome"], namespace=NAMESPACE, registry=REGISTRY,
+)
+LAPSE_OUTCOMES = ("revived", "swept")
 
 # Pre-create the label sets an alert compares against, so that they read 0 rather than being
-# absent before the first error.
-for _backend in STORE_BACKENDS:
-    STORE_ERRORS.labels(_backend)
-    STORE_SECONDS.labels(_backend)
+# absent before the first error; the calls use these children, not a `labels()` lookup each.
+_STORE_ERRORS = {backend: STORE_ERRORS.labels(backend) for backend in STORE_BACKENDS}
+_STORE_SECONDS = {backend: STORE_SECONDS.labels(backend) for backend in STORE_BACKENDS}
+for _outcome in LAPSE_OUTCOMES:
+    LIVENESS_LAPSES.labels(_outcome)
 
 
 def configure() -> None:
@@ -146,12 +197,20 @@ def configure() -> None:
     disable_created_metrics()
 
 
+#: JOINS' child of each (role, code) seen: `labels()` checks and joins its arguments under a lock on
+#: every call. Both labels come from small fixed sets (see record_join), so this stays small.
+_JOIN_COUNTERS: dict[tuple[str, str], Counter] = {}
+
+
 def record_join(role: str, code: str, seconds: float) -> None:
     """Count one answered join and observe its latency.
 
     `role` must be a validated role, or UNKNOWN_ROLE when the request did not validate.
     """
-    JOINS.labels(role, code).inc()
+    counter = _JOIN_COUNTERS.get((role, code))
+    if counter is None:
+        counter = _JOIN_COUNTERS[role, code] = JOINS.labels(role, code)
+    counter.inc()
     JOIN_SECONDS.observe(seconds)
 
 
@@ -166,10 +225,10 @@ def store_call(backend: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        STORE_ERRORS.labels(backend).inc()
+        _STORE_ERRORS[backend].inc()
         raise
     finally:
-        STORE_SECONDS.labels(backend).observe(time.perf_counter() - start)
+        _STORE_SECONDS[backend].observe(time.perf_counter() - start)
 
 
 class LoopLagMonitor:

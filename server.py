@@ -7,6 +7,7 @@ table of them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -29,7 +30,9 @@ from proxies import ProxiedHTTPServer
 from store import aiopg_compat
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
+from store.liveness import Liveness
 from store.presence import PresenceStore
+from sweeper import Sweeper
 from tracking import Tracker
 from web.presence import PresenceReader
 
@@ -85,11 +88,13 @@ class Services:
 
 
 class Rollcall(NamedTuple):
-    """What build() makes: the application, its Socket.IO server, and the per-sid records."""
+    """What build() makes: the application, its Socket.IO server, the per-sid records, and the
+    heartbeat and sweep of the process (serve() starts and stops it)."""
 
     app: tornado.web.Application
     sio: Server
     connections: Connections
+    sweeper: Sweeper
     #: relays between processes when --message-queue is set; serve() starts and stops it
     manager: RelayManager | None = None
 
@@ -125,6 +130,12 @@ def build(config: Config, services: Services) -> Rollcall:
             require_teacher_token=config.teacher_auth == TEACHER_AUTH_TOKEN,
         ),
     )
+    sweeper = Sweeper(
+        Liveness(services.presence, config.liveness_ttl),
+        connections,
+        functools.partial(close_sessions, sio, connections),
+        config.liveness_interval,
+    )
     # the gauges read this app: its sessions, and the queue of its Mixpanel tracker
     metrics.CONNECTIONS.track(sio)
     metrics.MIXPANEL_QUEUE_LENGTH.set_function(services.tracker.queue_length)
@@ -139,16 +150,26 @@ def build(config: Config, services: Services) -> Rollcall:
         ],
         websocket_max_message_size=config.max_payload,
     )
-    return Rollcall(app, sio, connections, manager)
+    return Rollcall(app, sio, connections, sweeper, manager)
+
+
+async def close_sessions(sio: Server, connections: Connections) -> None:
+    """Close every Engine.IO session and wait until each socket's presence is cleared. Closing
+    the session (not a Socket.IO DISCONNECT) lets clients reconnect by themselves, to another
+    instance during a rolling restart. Bounded by DISCONNECT_TIMEOUT."""
+    try:
+        async with asyncio.timeout(DISCONNECT_TIMEOUT):
+            await sio.close_all()  # runs the disconnect handlers of every socket
+            await connections.wait_idle()  # disconnects that had begun before
+    except TimeoutError:
+        log.warning("sockets still disconnecting after %.0f s; going on", DISCONNECT_TIMEOUT)
 
 
 async def disconnect_all(rollcall: Rollcall) -> None:
-    """Refuse new sockets, close every Engine.IO session, and wait until each socket's presence is
-    cleared. Closing the session (not a Socket.IO DISCONNECT) lets clients reconnect by
-    themselves, to another instance during a rolling restart."""
+    """Refuse new sockets, close every session (clearing each socket's presence), and shut the
+    Socket.IO server down."""
     rollcall.connections.close()
-    await rollcall.sio.close_all()  # runs the disconnect handlers of every socket
-    await rollcall.connections.wait_idle()  # disconnects that had begun before
+    await close_sessions(rollcall.sio, rollcall.connections)
     await rollcall.sio.shutdown()
 
 
@@ -178,7 +199,8 @@ def make_http_server(app: tornado.web.Application, config: Config) -> tornado.ht
 
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down within SHUTDOWN_TIMEOUT: stop accepting,
-    disconnect every socket (clearing its presence), flush Mixpanel, close the pools, return."""
+    disconnect every socket (clearing its presence), remove this process's liveness records,
+    flush Mixpanel, close the pools, return."""
     services = await Services.open(config)
     state = await services.check()
     for name, reason in state.items():
@@ -194,11 +216,17 @@ async def serve(config: Config) -> None:
     rollcall = build(config, services)
     if rollcall.manager is not None:
         await rollcall.manager.start()
+    await rollcall.sweeper.start()
     http_server = make_http_server(rollcall.app, config)
     http_server.listen(config.port, config.host)
     loop_lag = metrics.LoopLagMonitor()
     loop_lag.start()
-    log.info("rollcall listening on http://%s:%d", config.host, config.port)
+    log.info(
+        "rollcall listening on http://%s:%d (process %s)",
+        config.host,
+        config.port,
+        services.presence.process_id,
+    )
     await stop.wait()
     log.info("shutting down")
     started = loop.time()
@@ -210,8 +238,10 @@ async def serve(config: Config) -> None:
     except TimeoutError:
         log.warning("sockets still disconnecting after %.0f s; closing anyway", DISCONNECT_TIMEOUT)
     await loop_lag.stop()
+    await rollcall.sweeper.stop()
     try:
         async with asyncio.timeout(SHUTDOWN_TIMEOUT - (loop.time() - started)):
+            await rollcall.sweeper.retire()
             if rollcall.manager is not None:
                 await rollcall.manager.stop()
             await services.close()

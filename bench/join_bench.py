@@ -23,8 +23,8 @@ How, in one run:
      it; the Redis keys it wrote are counted by kind while the clients are still connected
      (both servers must leave the same keys: the same counts with sticky callers, the same kinds
      with hopping ones; our server's own bookkeeping, the rollcall:… keys such as the lesson
-     rosters, is counted apart and not compared); each server's best round by acks/s is
-     reported, with the median over all rounds of its acks per server CPU-second;
+     rosters and its held record, is counted apart and not compared); each server's best round
+     by acks/s is reported, with the median over all rounds of its acks per server CPU-second;
        baseline  bench/baseline_join_server.py (python-socketio, aiopg, redis.asyncio, asyncio loop)
        ours      server.py at its default flags (uvloop, INFO logging, to a file here as under
                  `make run` redirected), but its per-connection join rate limit and
@@ -65,7 +65,8 @@ TARGET_P99_SHARE = 1 / 3
 OURS_LIMITS = ("--join-rate", "1000", "--join-burst", "10000",
                "--max-connections-per-ip", "100000")
 LINGER = 2.0  # seconds the clients stay connected after the window, while the keys are counted
-#: ours only: rollcall's own keys (the lesson rosters), which the baseline has no counterpart of
+#: ours only: rollcall's own keys (the lesson rosters, its liveness and held record), which the
+#: baseline has no counterpart of
 BOOKKEEPING = "rollcall bookkeeping"
 KEY_KINDS = (("lesson_seat_", "seat maps"), ("lesson_teacher_", "teacher maps"),
              ("lesson_student_", "student maps"), ("bench-client-", "client hashes"),
@@ -107,6 +108,8 @@ def load_data(database_url: str, args: argparse.Namespace) -> None:
 
 
 def key_census(client: redis.Redis) -> dict[str, int]:
+    """The keys by kind; our server's own bookkeeping is one kind, which the baseline has none
+    of."""
     counts: Counter[str] = Counter()
     for key in client.scan_iter(count=1000):
         kind = next((label for prefix, label in KEY_KINDS if key.startswith(prefix)), "other")

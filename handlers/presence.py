@@ -24,11 +24,15 @@ entry is handed over to that connection (the leave script writes its sid instead
 so the keys always describe a connection that remains. The successor's lock is taken, without
 waiting, for as long as the handover runs: its own leave can then never reach Redis first.
 Connections of the same person on other rollcall processes are not known here (docs/redis-keys.md).
+
+A leave that cannot reach Redis is kept (at most MAX_PENDING_LEAVES, the oldest dropped first) and
+retried by sweeper.py once Redis answers again, so its fields clear without waiting for a rejoin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -37,6 +41,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import metrics
 from store.errors import StoreUnavailable
 from store.presence import Entry, Leave, PresenceStore
 
@@ -45,6 +50,11 @@ log = logging.getLogger(__name__)
 OUTCOME_SUCCESS = "SUCCESS"
 OUTCOME_UNAVAILABLE = "UNAVAILABLE"
 REFUSED_CLOSING = "SHUTTING_DOWN"
+#: leaves kept for a retry while Redis is unreachable; beyond it the oldest are dropped (and
+#: counted): their fields then wait for a rejoin, or for the sweep once this process is gone
+MAX_PENDING_LEAVES = 10_000
+#: kept leaves retried at once (each is one script run; all of them one pipeline)
+RETRY_BATCH = 64
 
 
 class ClientGone(Exception):
@@ -75,6 +85,14 @@ class Connection:
         return tuple(entry for entry in self.held if entry.lesson_id != lesson_id)
 
 
+@dataclass(frozen=True)
+class PendingLeave:
+    """A disconnected sid whose leave could not reach Redis, and the entries it may still hold."""
+
+    sid: str
+    entries: tuple[Entry, ...]
+
+
 class Connections:
     """The `Connection` record of every connected sid, and the connect and disconnect handlers
     that create and retire them."""
@@ -88,6 +106,9 @@ class Connections:
         self._idle = asyncio.Event()
         self._idle.set()
         self.closing = False
+        #: leaves that could not reach Redis, oldest first, to retry
+        self.pending: collections.deque[PendingLeave] = collections.deque()
+        metrics.PENDING_LEAVES.track(self)
 
     def get(self, sid: str) -> Connection:
         """The record of a connected sid; `ClientGone` once it has disconnected."""
@@ -207,10 +228,10 @@ class Connections:
                     async with self.successors(sid, entries) as successors:
                         cleared = await self._presence.leave(Leave(sid, entries, successors))
                 except StoreUnavailable as exc:
-                    # The keys keep this sid until a newer join of the same person replaces them
-                    # (the {client_id} key also expires); nothing here can do better.
+                    # Kept for retry_pending(); meanwhile the keys keep this sid.
                     outcome = OUTCOME_UNAVAILABLE
-                    log.warning("presence of %s not cleared: %s", sid, exc)
+                    self._keep(PendingLeave(sid, entries))
+                    log.warning("presence of %s not cleared, kept to retry: %s", sid, exc)
         log.info(
             "disconnect",
             extra={
@@ -223,3 +244,39 @@ class Connections:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+
+    def _keep(self, leave: PendingLeave) -> None:
+        if len(self.pending) >= MAX_PENDING_LEAVES:
+            dropped = self.pending.popleft()
+            metrics.LEAVES_DROPPED.inc()
+            log.warning("retry queue full: presence of %s dropped from it", dropped.sid)
+        self.pending.append(leave)
+
+    async def retry_pending(self) -> int:
+        """Run the leaves kept while Redis was unreachable, oldest first, until they are all
+        done or Redis fails again (those left stay kept); returns how many remain. Each hands
+        its entries to a live connection of the same person as a disconnect would, chosen now."""
+        while self.pending:
+            batch = [self.pending.popleft() for _ in range(min(RETRY_BATCH, len(self.pending)))]
+            results = await asyncio.gather(
+                *(self._retry(leave) for leave in batch), return_exceptions=True
+            )
+            failed = []
+            for leave, result in zip(batch, results, strict=True):
+                if isinstance(result, StoreUnavailable):
+                    failed.append(leave)
+                elif isinstance(result, BaseException):
+                    log.error("kept leave of %s failed", leave.sid, exc_info=result)
+                else:
+                    log.info(
+                        "leave retried",
+                        extra={"event": "leave_retry", "sid": leave.sid, "cleared": result},
+                    )
+            if failed:
+                self.pending.extendleft(reversed(failed))
+                break
+        return len(self.pending)
+
+    async def _retry(self, leave: PendingLeave) -> int:
+        async with self.successors(leave.sid, leave.entries) as successors:
+            return await self._presence.leave(Leave(leave.sid, leave.entries, successors))

@@ -172,6 +172,8 @@ class EngineServer(engineio.AsyncServer):
         self._owed_noops: dict[str, float] = {}
         #: python-engineio's background tasks still running (see start_background_task)
         self._background: set[asyncio.Task[Any]] = set()
+        #: each open session's next PING, asleep in its task (see start_background_task)
+        self._pings: dict[str, asyncio.Task[Any]] = {}
 
     def reserve(self, address: str) -> bool:
         """Take a place for a new session of `address` if ``max_connections_per_ip`` allows,
@@ -211,20 +213,37 @@ class EngineServer(engineio.AsyncServer):
             socket.queue.sid = sid
 
     def session_closed(self, sid: str) -> None:
-        """Give the session's place back (call from the disconnect event, fired once whatever
-        ends the session)."""
+        """Give the session's place back and cancel its next PING (call from the disconnect
+        event, fired once whatever ends the session)."""
         address = self._addresses.pop(sid, None)
         if address is not None:
             self.release(address)
+        ping = self._pings.pop(sid, None)
+        if ping is not None and ping is not asyncio.current_task():
+            ping.cancel()  # (a PING that found the client gone is closing it: it ends itself)
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task:
         """python-engineio's public hook for the tasks it starts (the heartbeat monitor, and
         each session's next PING, which sleeps ping_interval first): kept, so that shutdown()
-        can end them instead of leaving them asleep past the server's end."""
+        can end them instead of leaving them asleep past the server's end. A session's PING
+        also ends with its session (``session_closed``), or at once if that has closed already
+        (a PONG read after the close): else every closed session, a handshake refused after
+        its session was made among them, would leave a task asleep for ping_interval."""
         task = super().start_background_task(target, *args, **kwargs)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        socket = getattr(target, "__self__", None)
+        if isinstance(socket, AsyncSocket):  # AsyncSocket.schedule_ping's _send_ping
+            if socket.closing or socket.closed:
+                task.cancel()
+            else:
+                self._pings[socket.sid] = task
+                task.add_done_callback(lambda done: self._forget_ping(socket.sid, done))
         return task
+
+    def _forget_ping(self, sid: str, task: asyncio.Task[Any]) -> None:
+        if self._pings.get(sid) is task:
+            del self._pings[sid]
 
     async def shutdown(self) -> None:
         """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),

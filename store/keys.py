@@ -21,6 +21,17 @@ BOOKKEEPING_PREFIX = "rollcall:"
 #: One hash per lesson: field `{user_id}` -> that participant's roster record (store/roster.py).
 ROSTER_KEY = BOOKKEEPING_PREFIX + "roster:{lesson_id}"
 
+# Process liveness and what each process holds (docs/redis-keys.md, "Lifecycle"); `{process_id}`
+# is random per start of a process (store/liveness.py).
+#: set of the ids of every process that registered and has not been swept or retired
+PROCESSES_KEY = BOOKKEEPING_PREFIX + "processes"
+#: string with a short TTL, renewed while the process runs: gone means the process is dead
+ALIVE_KEY = BOOKKEEPING_PREFIX + "alive:{process_id}"
+#: hash of the presence entries the process wrote: held field (an entry) -> the sid holding it
+HELD_KEY = BOOKKEEPING_PREFIX + "held:{process_id}"
+#: string naming the process that swept (or is sweeping) a dead one; its scripts then refuse
+SWEPT_KEY = BOOKKEEPING_PREFIX + "swept:{process_id}"
+
 #: The one list of prefixes that no `{user_id}` or `{client_id}` may start with.
 RESERVED_PREFIXES = (
     SEAT_KEY.removesuffix("{lesson_id}"),

@@ -5,6 +5,11 @@ store/join_lesson.lua, run once per join so that each join is atomic on its own,
 store/leave_lesson.lua, run once per disconnect. The joins (and the leaves) that arrive together
 are sent as one pipeline of EVALSHA calls (one round trip), and each gets its own outcome from it.
 The same script runs keep each lesson's roster (store/roster.py), rollcall's own bookkeeping.
+
+They also keep this process's held record (store/keys.py HELD_KEY): every presence entry and
+roster record its sids hold, so that a survivor can clear them if the process dies
+(store/liveness.py). Once a survivor has swept the process, its join script refuses to write
+(ProcessSwept).
 """
 
 from __future__ import annotations
@@ -12,25 +17,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import pathlib
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as json_string
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import metrics
 from store.coalesce import Coalescer
-from store.errors import StoreUnavailable
-from store.keys import ROSTER_KEY, SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
+from store.errors import ProcessSwept, StoreUnavailable
+from store.keys import (
+    HELD_KEY,
+    PROCESSES_KEY,
+    ROSTER_KEY,
+    SEAT_KEY,
+    STUDENTS_KEY,
+    SWEPT_KEY,
+    TEACHER_KEY,
+)
 from store.roster import ROSTER_TTL
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
+#: seconds the held records and the registry of processes outlive their last write: what a
+#: dead process held can be swept for this long after it died
+RECORD_TTL = 7 * 86400
+#: seconds a swept process stays refused (its swept key); a process that could not renew its
+#: liveness for this long takes itself as swept, whatever Redis says (sweeper.py)
+SWEPT_TTL = 86400
+#: the error a script answers when the process it writes for has been swept (join_lesson.lua)
+SWEPT_REPLY = "SWEPT"
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """What the join and leave scripts take first to keep a process's held record
+    (presence_lib.lua): the held record, swept key and registry, then the TTL, the process id
+    and the roster's TTL."""
+
+    process_id: str
+    keys: tuple[str, str, str]
+    argv: tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -41,10 +76,12 @@ class Script:
     sha: str
 
     @classmethod
-    def load(cls, name: str) -> Script:
-        """`name` with the shared functions of presence_lib.lua in front of it."""
+    def load(cls, name: str, lib: bool = True) -> Script:
+        """`name`, with the shared functions of presence_lib.lua in front of it if `lib`."""
         here = pathlib.Path(__file__).parent
-        text = (here / "presence_lib.lua").read_text() + (here / name).read_text()
+        text = (here / name).read_text()
+        if lib:
+            text = (here / "presence_lib.lua").read_text() + text
         return cls(text, hashlib.sha1(text.encode()).hexdigest())
 
 
@@ -59,6 +96,8 @@ KIND_TEACHER = "teacher"
 KIND_PARTICIPANT = "participant"
 KIND_ROSTER = "roster"
 NO_SUCCESSOR = ""
+#: the held field of a join that writes no entry (mode "seats")
+NOT_HELD = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +127,42 @@ class RosterEntry:
 
 
 Entry = TeacherEntry | ParticipantEntry | RosterEntry
+
+
+def held_field(entry: Entry) -> str:
+    """The field naming `entry` in a held record: JSON `[kind, lesson_id, id]`, unambiguous
+    whatever the ids hold, and enough for a survivor to find the entry's keys. Built from the
+    C string encoder of the json module: it runs once per join."""
+    if isinstance(entry, TeacherEntry):
+        kind, ident = KIND_TEACHER, entry.user_id
+    elif isinstance(entry, RosterEntry):
+        kind, ident = KIND_ROSTER, entry.user_id
+    else:
+        kind, ident = KIND_PARTICIPANT, entry.client_id
+    return f'["{kind}",{json_string(entry.lesson_id)},{json_string(ident)}]'
+
+
+def parse_held_field(field: str) -> Entry | None:
+    """The entry a held field names, or None if it is not one `held_field` writes."""
+    try:
+        value = json.loads(field)
+    except ValueError:
+        return None
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+        return None
+    kind, lesson_id, ident = value
+    if kind == KIND_TEACHER:
+        return TeacherEntry(lesson_id, ident)
+    if kind == KIND_PARTICIPANT:
+        return ParticipantEntry(lesson_id, ident)
+    if kind == KIND_ROSTER:
+        return RosterEntry(lesson_id, ident)
+    return None
+
+
+def new_process_id() -> str:
+    """A random id for one start of a process (or for it again after it was swept)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)
@@ -184,8 +259,8 @@ class LessonKeys:
 
 
 class PresenceStore:
-    """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md), and the
-    lessons' rosters; `roster_ttl` 0 turns the roster off."""
+    """Writes the presence keys of the join_lesson contract (see docs/redis-keys.md), the
+    lessons' rosters (`roster_ttl` 0 turns them off), and this process's held record of both."""
 
     def __init__(
         self,
@@ -197,9 +272,34 @@ class PresenceStore:
         self._redis = client
         self._timeout = timeout
         self._prefix = key_prefix
-        self.roster_ttl = roster_ttl
+        self._roster_ttl = roster_ttl
+        self._bookkeeping = Bookkeeping("", ("", "", ""), ("", "", ""))
+        #: whose held record the scripts keep; store/liveness.py renews it and replaces it
+        self.process_id = new_process_id()
+        #: set when a join script found this process swept (the process must start over)
+        self.swept = asyncio.Event()
         self._joins: Coalescer[Join, JoinOutcome] = Coalescer(self.join_many)
         self._leaves: Coalescer[Leave, int] = Coalescer(self.leave_many)
+
+    @property
+    def roster_ttl(self) -> int:
+        """Seconds a lesson's roster outlives its last change; 0: the roster is off."""
+        return self._roster_ttl
+
+    @property
+    def process_id(self) -> str:
+        return self._process_id
+
+    @process_id.setter
+    def process_id(self, process_id: str) -> None:
+        self._process_id = process_id
+        keys = (
+            self.key(HELD_KEY.format(process_id=process_id)),
+            self.key(SWEPT_KEY.format(process_id=process_id)),
+            self.key(PROCESSES_KEY),
+        )
+        argv = (str(RECORD_TTL), process_id, str(self._roster_ttl))
+        self._bookkeeping = Bookkeeping(process_id, keys, argv)
 
     @classmethod
     def open(
@@ -219,7 +319,7 @@ class PresenceStore:
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless Redis answers PING in time."""
-        async with self._available():
+        async with self.available():
             await self._redis.ping()
 
     async def join(self, join: Join) -> JoinOutcome:
@@ -231,15 +331,22 @@ class PresenceStore:
 
         A join whose script fails (e.g. a key of the wrong type) gets the error and writes
         nothing; the others are not affected. A Redis that does not answer fails them all with
-        StoreUnavailable.
+        StoreUnavailable; a process that has been swept gets ProcessSwept for each.
         """
-        results = await self._run_script(JOIN_SCRIPT, [self._script_call(j) for j in joins])
-        return [
-            result
-            if isinstance(result, Exception)
-            else JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
-            for result in results
-        ]
+        book = self._bookkeeping
+        calls = [self._script_call(j, book) for j in joins]
+        results = await self.run_script(JOIN_SCRIPT, calls)
+        return [self._join_outcome(result, book.process_id) for result in results]
+
+    def _join_outcome(self, result: object, process_id: str) -> JoinOutcome | Exception:
+        if isinstance(result, ResponseError) and str(result).startswith(SWEPT_REPLY):
+            if process_id == self.process_id:  # not an identity already replaced
+                self.swept.set()
+            return ProcessSwept(process_id)
+        if isinstance(result, Exception):
+            return result
+        assert isinstance(result, list)
+        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
 
     async def leave(self, leave: Leave) -> int:
         """Clear what a disconnected sid still holds; returns the number of fields cleared.
@@ -248,15 +355,19 @@ class PresenceStore:
 
     async def leave_many(self, leaves: Sequence[Leave]) -> list[int | Exception]:
         """Run the leave script once per leave in one pipeline; each gets its own outcome."""
+        book = self._bookkeeping
         calls = []
         for leave in leaves:
-            keys, argv = self._leaving(leave.entries, leave.successors)
-            calls.append((str(len(keys)), *keys, leave.sid, *argv, str(self.roster_ttl)))
-        return await self._run_script(LEAVE_SCRIPT, calls)
+            keys, argv = self.entry_list(leave.entries, leave.successors)
+            calls.append(
+                (str(len(keys) + 3), *book.keys, *keys, leave.sid, *book.argv, *argv)
+            )
+        return await self.run_script(LEAVE_SCRIPT, calls)
 
-    async def _run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
-        """EVALSHA `script` once per call in one pipeline: a result or an error for each."""
-        async with self._available():
+    async def run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
+        """EVALSHA `script` once per call in one pipeline: a result or an error for each.
+        Raises StoreUnavailable when Redis does not answer in time."""
+        async with self.available():
             results = await self._evalsha_all(script, calls)
             missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
             if missing:
@@ -273,79 +384,71 @@ class PresenceStore:
                 pipe.execute_command("EVALSHA", script.sha, *args)
             return await pipe.execute(raise_on_error=False)
 
-    def _leaving(
-        self, entries: Sequence[Entry], successors: Sequence[str] = ()
+    def entry_list(
+        self, entries: Sequence[Entry], sids: Sequence[str] = ()
     ) -> tuple[list[str], list[str]]:
-        """The KEYS and ARGV of a leaving list (presence_lib.lua); `successors` parallels
-        `entries`, missing ones meaning none."""
+        """The KEYS and ARGV of an entry list (presence_lib.lua); `sids` parallels `entries`
+        (the successors of a leave, the recorded sids of a sweep), missing ones meaning none."""
         keys: list[str] = []
         argv: list[str] = []
-        padded = (*successors, *(NO_SUCCESSOR,) * (len(entries) - len(successors)))
-        for entry, successor in zip(entries, padded, strict=True):
+        padded = (*sids, *(NO_SUCCESSOR,) * (len(entries) - len(sids)))
+        for entry, sid in zip(entries, padded, strict=True):
             if isinstance(entry, TeacherEntry):
                 keys.append(self.key(TEACHER_KEY.format(lesson_id=entry.lesson_id)))
-                argv += (KIND_TEACHER, entry.user_id, successor)
+                argv += (KIND_TEACHER, entry.user_id, sid, held_field(entry))
             elif isinstance(entry, RosterEntry):
                 keys.append(self.key(ROSTER_KEY.format(lesson_id=entry.lesson_id)))
-                argv += (KIND_ROSTER, entry.user_id, successor)
+                argv += (KIND_ROSTER, entry.user_id, sid, held_field(entry))
             else:
                 keys += (
                     self.key(STUDENTS_KEY.format(lesson_id=entry.lesson_id)),
                     self.key(entry.client_id),
                 )
-                argv += (KIND_PARTICIPANT, entry.client_id, successor)
+                argv += (KIND_PARTICIPANT, entry.client_id, sid, held_field(entry))
         return keys, argv
 
-    def _script_call(self, join: Join) -> tuple[str, ...]:
+    def _script_call(self, join: Join, book: Bookkeeping) -> tuple[str, ...]:
         """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua)."""
-        seat_key = self.key(SEAT_KEY.format(lesson_id=join.lesson_id))
-        roster_user = join.user_id if isinstance(join, ParticipantJoin) else ""
+        keys: tuple[str, ...] = (self.key(SEAT_KEY.format(lesson_id=join.lesson_id)), *book.keys)
+        common = (join.seat_count, join.sid, PRESENCE_TTL, *book.argv)
+        argv: tuple[object, ...]
         if isinstance(join, TeacherJoin):
-            keys = (
-                seat_key,
+            keys += (
                 self.key(TEACHER_KEY.format(lesson_id=join.lesson_id)),
                 self.key(join.user_id),
             )
-            argv = (
-                MODE_TEACHER,
-                join.seat_count,
-                join.sid,
-                PRESENCE_TTL,
-                join.user_id,
-                join.lesson_id,
-            )
+            (entry,) = join.entries
+            argv = (MODE_TEACHER, *common, held_field(entry), join.user_id, join.lesson_id)
         elif isinstance(join, ParticipantJoin):
-            keys = (
-                seat_key,
+            keys += (
                 self.key(join.client_id),
                 self.key(STUDENTS_KEY.format(lesson_id=join.lesson_id)),
+                self.key(ROSTER_KEY.format(lesson_id=join.lesson_id)),
             )
+            entry, roster = join.entries
             argv = (
                 MODE_PARTICIPANT,
-                join.seat_count,
-                join.sid,
-                PRESENCE_TTL,
+                *common,
+                held_field(entry),
                 join.client_id,
                 join.role,
+                join.user_id,
+                held_field(roster),
             )
         else:
-            keys = (seat_key,)
-            argv = (MODE_SEATS, join.seat_count, join.sid, PRESENCE_TTL)
-        leaving_keys, leaving_argv = self._leaving(join.leaving, join.successors)
+            argv = (MODE_SEATS, *common, NOT_HELD)
+        leaving_keys, leaving_argv = self.entry_list(join.leaving, join.successors)
         return (
-            str(len(keys) + len(leaving_keys) + 1),
+            str(len(keys) + len(leaving_keys)),
             *keys,
             *leaving_keys,
-            self.key(ROSTER_KEY.format(lesson_id=join.lesson_id)),
             *(str(arg) for arg in argv),
             *leaving_argv,
-            str(self.roster_ttl),
-            roster_user,
         )
 
     async def read_lesson(self, lesson_id: str) -> LessonKeys:
         """What the lesson's keys hold now, in two pipelined round trips (the admin view)."""
-        async with self._available():
+        async with self.available():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(self.key(TEACHER_KEY.format(lesson_id=lesson_id)))
                 pipe.hgetall(self.key(STUDENTS_KEY.format(lesson_id=lesson_id)))
@@ -365,8 +468,13 @@ class PresenceStore:
         """The Redis key of `name`, with the configured prefix (empty by default)."""
         return self._prefix + name
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client, for the bookkeeping of store/liveness.py (inside `available()`)."""
+        return self._redis
+
     @contextlib.asynccontextmanager
-    async def _available(self) -> AsyncIterator[None]:
+    async def available(self) -> AsyncIterator[None]:
         """Turns a Redis that does not answer in time, or refuses, into StoreUnavailable."""
         try:
             with metrics.store_call(BACKEND):

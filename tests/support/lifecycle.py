@@ -138,6 +138,11 @@ class RawWebSocketClient:
         for frame in frames:
             await self._ws.write_message(frame)
 
+    async def receive(self) -> str | bytes | None:
+        """The next frame from the server, or None once it has closed the connection."""
+        assert self._ws is not None
+        return await self._inbox.get()
+
     def close(self) -> None:
         if self._ws is not None:
             self._ws.close()

@@ -58,18 +58,21 @@ def queue_config(config: Config, redis_url: str) -> Config:
 
 @asynccontextmanager
 async def in_process(config: Config, services: Services) -> AsyncIterator[tuple[str, Rollcall]]:
-    """A rollcall process served in the test's own loop (so the test can call its `sio`)."""
+    """A rollcall process served in the test's own loop (so the test can call its `sio`), with
+    its heartbeat: the server.py processes beside it would otherwise sweep it as dead."""
     rollcall = build(config, services)
     assert rollcall.manager is not None
     http_server = make_http_server(rollcall.app, config)
     port = free_port()
     http_server.listen(port, "127.0.0.1")
     await rollcall.manager.start()
+    await rollcall.sweeper.start()
     try:
         yield f"http://127.0.0.1:{port}", rollcall
     finally:
         http_server.stop()
         await disconnect_all(rollcall)
+        await rollcall.sweeper.stop()
         await http_server.close_all_connections()
         await rollcall.manager.stop()
 

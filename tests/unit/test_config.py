@@ -29,6 +29,8 @@ EVERY_FLAG = (
     "--max-session-output",
     "--trusted-proxies",
     "--websocket-compression",
+    "--liveness-ttl",
+    "--liveness-interval",
 )
 
 
@@ -95,6 +97,12 @@ def test_empty_optional_values_mean_off() -> None:
         (["--key-prefix", "a b"], {}, "--key-prefix"),
         (["--event-loop", "trio"], {}, "--event-loop"),
         ([], {"ROLLCALL_EVENT_LOOP": "trio"}, "--event-loop"),
+        (["--liveness-ttl", "0"], {}, "--liveness-ttl"),
+        ([], {"ROLLCALL_LIVENESS_TTL": "soon"}, "--liveness-ttl"),
+        (["--liveness-interval", "-2"], {}, "--liveness-interval"),
+        # a heartbeat no more frequent than the TTL would let a live process lapse
+        (["--liveness-interval", "15"], {}, "--liveness-interval"),
+        (["--liveness-ttl", "2"], {"ROLLCALL_LIVENESS_INTERVAL": "3"}, "--liveness-interval"),
         (["--no-such-flag"], {}, "--no-such-flag"),
         (["--roster-ttl", "-1"], {}, "--roster-ttl"),
         ([], {"ROLLCALL_ROSTER_TTL": "1d"}, "--roster-ttl"),
@@ -131,6 +139,20 @@ def test_trusted_proxies_default_to_loopback_and_take_addresses_and_networks() -
     config = parse_config(["--trusted-proxies", "10.0.0.5, 192.168.0.0/16,fd00::/8"], environ={})
     assert [str(n) for n in config.trusted_proxies] == ["10.0.0.5/32", "192.168.0.0/16", "fd00::/8"]
     assert parse_config([], environ={"ROLLCALL_TRUSTED_PROXIES": ""}).trusted_proxies == ()
+
+
+def test_liveness_settings_come_from_flags_or_environment() -> None:
+    environ = {"ROLLCALL_LIVENESS_TTL": "3", "ROLLCALL_LIVENESS_INTERVAL": "0.5"}
+    config = parse_config(["--liveness-interval", "1"], environ=environ)
+    assert (config.liveness_ttl, config.liveness_interval) == (3.0, 1.0)
+
+
+def test_default_liveness_heals_a_crash_within_30_s() -> None:
+    """A killed process's liveness key lapses at most a TTL after its last heartbeat, and a
+    live process's next heartbeat (an interval later at most) sweeps it: the issue's bound,
+    with room for the store timeout of a heartbeat that had to wait for Redis."""
+    config = Config()
+    assert config.liveness_ttl + config.liveness_interval + config.store_timeout < 30
 
 
 def test_help_lists_every_flag_with_its_environment_variable() -> None:

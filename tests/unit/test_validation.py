@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handlers.errors import InvalidRequest, InvalidToken
-from handlers.tokens import TokenVerifier
+from handlers.tokens import CACHE_SIZE, MAX_CACHED_TOKEN_LENGTH, TokenVerifier
 from handlers.validation import MAX_ID_LENGTH, JoinRequest, parse_join_request
 
 ROLES = ("student", "observer")
@@ -239,3 +239,79 @@ def test_a_short_secret_is_said_once_and_no_token_warns(caplog):
         "the access token secret is shorter than 32 bytes"
     ]
     assert warnings.filters == filters  # nothing process-wide was changed to get there
+
+
+class Clock:
+    """A wall clock the test moves by hand, starting at the real time (PyJWT reads the real one)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_verified_token_is_kept_and_refused_from_the_cache_once_it_expires():
+    clock = Clock()
+    verifier = TokenVerifier(SECRET, clock=clock)
+    expiry = int(clock.now) + 60
+    token = encode({"client_id": "c1", "exp": expiry})
+    assert verifier.client_id(token) == "c1"
+    assert len(verifier) == 1
+    clock.now = expiry - 0.5
+    assert verifier.client_id(token) == "c1"  # from the cache, still valid
+    clock.now = expiry  # PyJWT's rule: expired once now >= exp
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.client_id(token)
+    assert len(verifier) == 0
+
+
+def test_a_teachers_cached_token_is_still_checked_against_the_role_and_user_id():
+    verifier = TokenVerifier(SECRET)
+    token = encode({"client_id": "t1", "role": "teacher", "exp": int(time.time()) + 60})
+    verifier.check_teacher(token, "t1")
+    with pytest.raises(InvalidToken, match="not this teacher's"):
+        verifier.check_teacher(token, "t2")
+    student = encode({"client_id": "t1", "role": "student"})
+    verifier.client_id(student)
+    with pytest.raises(InvalidToken, match="not a teacher's"):
+        verifier.check_teacher(student, "t1")
+
+
+@pytest.mark.parametrize("claims", [
+    {"client_id": "lesson_student_L1"},  # reserved
+    {"sub": 7},  # no client id
+    {"client_id": "c1", "exp": int(time.time()) - 1},  # expired
+])
+def test_a_refused_token_is_not_kept_and_refused_every_time(claims):
+    verifier = TokenVerifier(SECRET)
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            verifier.client_id(encode(claims))
+    assert len(verifier) == 0
+
+
+def test_a_token_signed_with_another_secret_is_refused_after_the_right_one_was_kept():
+    verifier = TokenVerifier(SECRET)
+    verifier.client_id(encode({"client_id": "c1"}))
+    with pytest.raises(InvalidToken, match="does not verify"):
+        verifier.client_id(encode({"client_id": "c1"}, secret=SECRET[::-1]))
+
+
+def test_the_cache_is_bounded_and_keeps_the_most_recently_used():
+    verifier = TokenVerifier(SECRET)
+    tokens = [encode({"client_id": f"c{i}"}) for i in range(CACHE_SIZE + 2)]
+    for token in tokens[:CACHE_SIZE]:
+        verifier.client_id(token)
+    verifier.client_id(tokens[0])  # used again: now the most recent
+    for token in tokens[CACHE_SIZE:]:
+        verifier.client_id(token)
+    assert len(verifier) == CACHE_SIZE
+    assert tokens[0] in verifier._verified and tokens[1] not in verifier._verified
+
+
+def test_a_long_token_is_verified_every_time_and_not_kept():
+    verifier = TokenVerifier(SECRET)
+    token = encode({"client_id": "c1", "padding": "x" * MAX_CACHED_TOKEN_LENGTH})
+    assert verifier.client_id(token) == "c1"
+    assert len(verifier) == 0

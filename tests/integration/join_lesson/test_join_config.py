@@ -102,3 +102,8 @@ async def test_key_prefix_applies_to_every_key(connect, lesson, redis_db, varian
     }
     assert redis_db.hgetall(PREFIX + "c1")["sid"] == client.sid
     assert redis_db.hgetall(f"{PREFIX}lesson_student_{LESSON}") == {"c1": client.sid}
+    # the bookkeeping keys too: this process's held record, the registry of processes, and the
+    # lesson's roster
+    assert sorted(key.rpartition(":")[0] for key in redis_db.keys("*rollcall:*")) == [
+        PREFIX + "rollcall", PREFIX + "rollcall:held", PREFIX + "rollcall:roster"
+    ]

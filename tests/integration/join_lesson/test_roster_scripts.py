@@ -89,20 +89,29 @@ async def test_a_roster_leave_is_not_counted_as_a_presence_field(presence, redis
     assert record(redis_db).sid == ""
 
 
-# KEYS and ARGV that break the layouts of store/join_lesson.lua and store/leave_lesson.lua.
+# KEYS and ARGV that break the layouts of store/join_lesson.lua and store/leave_lesson.lua: the
+# process's bookkeeping (held record, swept key, registry; record TTL, process id, roster TTL),
+# then the roster's parts.
+BOOK_KEYS = ("rollcall:held:p", "rollcall:swept:p", "rollcall:processes")
+BOOK = ("604800", "p")
+HELD = '["roster","l","u1"]'
 MALFORMED_LEAVES = [
-    ((), ("sid",)),                                       # no roster TTL
-    ((), ("sid", "soon")),                                # a roster TTL that is not a number
-    ((), ("sid", "roster", "u1", "", TTL)),               # a roster entry without its key
-    ((ROSTER,), ("sid", "roster", "u1", TTL)),            # an entry cut short
-    ((ROSTER, ROSTER), ("sid", "roster", "u1", "", TTL)),  # a key too many
-    ((ROSTER,), ("sid", "rooster", "u1", "", TTL)),       # an unknown kind
+    (BOOK_KEYS, ("sid", *BOOK)),                                          # no roster TTL
+    (BOOK_KEYS, ("sid", *BOOK, "soon")),                # a roster TTL that is not a number
+    (BOOK_KEYS, ("sid", *BOOK, TTL, "roster", "u1", "", HELD)),  # a roster entry without its key
+    ((*BOOK_KEYS, ROSTER), ("sid", *BOOK, TTL, "roster", "u1", "")),      # an entry cut short
+    ((*BOOK_KEYS, ROSTER, ROSTER), ("sid", *BOOK, TTL, "roster", "u1", "", HELD)),  # a key too many
+    ((*BOOK_KEYS, ROSTER), ("sid", *BOOK, TTL, "rooster", "u1", "", HELD)),  # an unknown kind
 ]
+SEAT = "seat"
+PARTICIPANT_KEYS = (SEAT, *BOOK_KEYS, "c1", "lesson_student_l")
+PARTICIPANT = ("participant", "2", "sid", "60", *BOOK, TTL, "", "c1", "student")
 MALFORMED_JOINS = [
-    (("seat",), ("seats", "2", "sid", "60")),             # no roster trailer at all
-    (("seat",), ("seats", "2", "sid", "60", TTL, "")),    # the roster key missing
-    (("seat", ROSTER), ("seats", "2", "sid", "60", "")),  # the roster TTL missing
-    (("seat", ROSTER), ("seats", "2", "sid", "60", "x", "")),
+    ((SEAT, *BOOK_KEYS), ("seats", "2", "sid", "60", *BOOK)),             # no roster TTL at all
+    ((SEAT, *BOOK_KEYS), ("seats", "2", "sid", "60", *BOOK, "x", "")),    # not a number
+    (PARTICIPANT_KEYS, (*PARTICIPANT, "u1", HELD)),                       # the roster key missing
+    ((*PARTICIPANT_KEYS, ROSTER), PARTICIPANT),                   # its user and held field missing
+    ((*PARTICIPANT_KEYS, ROSTER), (*PARTICIPANT, "u1")),                  # its held field missing
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import logs
 from config import configure_logging, parse_config
@@ -129,6 +132,40 @@ def test_no_token_or_secret_is_ever_printed(formatter: logging.Formatter) -> Non
     assert "abc" in line
 
 
+# What redact() masked before it was made linear (one regex, quadratic in a long word): the
+# reference its results must equal.
+REFERENCE_SECRET_PARAM = re.compile(
+    r"(?P<name>[\w-]*(?:token|secret|password|passwd)[\w-]*)=(?P<value>[^&\s\"']+)",
+    re.IGNORECASE,
+)
+# Pieces that make up names, values and separators, including the letters IGNORECASE folds.
+REDACT_PIECES = st.sampled_from(
+    ["token", "Secret", "passwd", "PASSWORD", "\u017fecret", "to\u212aen", "x", "-", "_", "=", "&",
+     " ", "'", '"', "?", "/", "\u00e9", "1"]
+)
+
+
+@given(st.lists(REDACT_PIECES, max_size=24).map("".join))
+def test_redact_masks_exactly_what_the_reference_pattern_masks(text: str) -> None:
+    expected = REFERENCE_SECRET_PARAM.sub(lambda m: f"{m['name']}={logs.REDACTED}", text)
+    assert logs.redact(text) == expected
+
+
+def test_redact_is_linear_in_a_long_word() -> None:
+    """A URL of one long run of word characters used to cost the square of its length."""
+    text = "access_" + "token" * 20_000 + "&token=" + SECRET
+    assert logs.redact(text).endswith(f"&token={logs.REDACTED}")
+
+
+def test_text_time_is_what_logging_prints_across_seconds() -> None:
+    """The text format keeps the last second's text; it must still match logging's own."""
+    formatter, reference = logs.TextFormatter(), logging.Formatter(logs.TEXT_FORMAT)
+    for created in (1_800_000_000.001, 1_800_000_000.999, 1_800_000_001.5, 1_799_999_999.25):
+        rec = record("m")
+        rec.created, rec.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert formatter.format(rec).startswith(reference.format(rec))
+
+
 def test_a_non_json_value_is_printed_as_text() -> None:
     entry = json.loads(logs.JsonFormatter().format(record(lesson_id=object)))
     assert entry["lesson_id"] == str(object)
@@ -205,6 +242,7 @@ def test_server_py_logs_json_lines_when_asked(redis_url: str, database_url: str)
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=SERVER_EXIT_TIMEOUT)
     assert proc.returncode == 0
-    lines = rest.splitlines()
-    assert [json.loads(line)["message"] for line in lines][-2:] == ["shutting down", "stopped"]
+    messages = [json.loads(line)["message"] for line in rest.splitlines()]
+    # the process's liveness records are removed between the two
+    assert messages[-3:] == ["shutting down", "retired", "stopped"]
     assert SECRET not in rest

@@ -29,6 +29,11 @@ EXPORTED = (
     "rollcall_mixpanel_queue_length",
     "rollcall_mixpanel_dropped",
     "rollcall_event_loop_lag_seconds",
+    "rollcall_ghosts_swept",
+    "rollcall_processes_swept",
+    "rollcall_leaves_pending",
+    "rollcall_leaves_dropped",
+    "rollcall_liveness_lapses",
     "process_resident_memory_bytes",
 )
 OPENMETRICS = "application/openmetrics-text"

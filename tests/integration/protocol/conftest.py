@@ -84,10 +84,17 @@ def events() -> Events:
 
 
 @pytest.fixture
-def sio(io_loop, events: Events) -> Iterator[Server]:
+def server_options() -> dict[str, Any]:
+    """Options of the test server beyond build_server's; a test module overrides this fixture
+    (not `sio`) to change them, so that its server is still closed at teardown."""
+    return {}
+
+
+@pytest.fixture
+def sio(io_loop, events: Events, server_options: dict[str, Any]) -> Iterator[Server]:
     """The test server; at teardown its sessions are closed and its engine shut down, as a
     server ends, so no task of it outlives the test's loop."""
-    server = build_server(events)
+    server = build_server(events, **server_options)
     yield server
     io_loop.run_sync(server.close_all)
     io_loop.run_sync(server.shutdown)

@@ -85,8 +85,7 @@ async def run_suite(mocha_args: list[str]) -> int:
         return await mocha.wait()
     finally:
         server.stop()
-        for eio_sid in list(sio.eio.sockets):
-            await sio.eio.close_session(eio_sid, sio.reason.SERVER_DISCONNECT)
+        await sio.close_all()
         await sio.shutdown()
         await server.close_all_connections()
 

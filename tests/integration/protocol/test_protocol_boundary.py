@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from conftest import Events
+from protocol_peers import PollPeer, RawWebSocket, WsPeer, fetch
 
 from protocol import Server
 from tests.integration.protocol.conftest import Events, build_server
@@ -23,25 +26,24 @@ LONG = 60.0  # seconds: longer than any test
 
 
 @pytest.fixture
-def sio(events: Events) -> Server:
+def server_options() -> dict[str, Any]:
     """The conformance server with production-like limits: same-origin CORS (the default) and a
     per-address limit; its heartbeat and connect timeout outlast every test, so that no session
     ends (and frees its place) unless a test ends it."""
-    return build_server(
-        events,
-        cors_allowed_origins=None,
-        max_connections_per_ip=PER_IP,
-        connect_timeout=LONG,
-        ping_interval=LONG,
-        ping_timeout=LONG,
-    )
+    return {
+        "cors_allowed_origins": None,
+        "max_connections_per_ip": PER_IP,
+        "connect_timeout": LONG,
+        "ping_interval": LONG,
+        "ping_timeout": LONG,
+    }
 
 
 async def websocket(url: str, query: str, headers: dict[str, str] | None = None) -> WsPeer:
     request = tornado.httpclient.HTTPRequest(
         url.replace("http", "ws", 1) + "?" + query, headers=headers
     )
-    return WsPeer(await tornado.websocket.websocket_connect(request))
+    return await WsPeer.connect(request)
 
 
 async def refused_status(url: str, query: str, headers: dict[str, str] | None = None) -> int:
@@ -51,8 +53,25 @@ async def refused_status(url: str, query: str, headers: dict[str, str] | None = 
     return info.value.code
 
 
+#: the coroutine of a session's next PING, which python-engineio starts as the session opens
+#: and which sleeps ping_interval first
+PING_TASK = "AsyncSocket._send_ping"
+
+
+def pings_asleep() -> list[asyncio.Task]:
+    """The sessions' next PINGs still to come: running, and not cancelled."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_coro().__qualname__ == PING_TASK and not task.done() and not task.cancelling()
+    ]
+
+
 def no_session_left(sio: Server) -> bool:
-    return not sio.eio.sockets and sio.eio.connections_from("127.0.0.1") == 0
+    """No session, no place under the per-address limit, no task of a session."""
+    return (
+        not sio.eio.sockets and sio.eio.connections_from("127.0.0.1") == 0 and not pings_asleep()
+    )
 
 
 # -- refusals are HTTP statuses, before 101 --------------------------------------------------
@@ -109,7 +128,7 @@ async def test_failed_upgrade_closes_the_websocket_and_polling_goes_on(url: str)
     peer = await PollPeer.open(url)
     ws = await WsPeer.open(url, f"EIO=4&transport=websocket&sid={peer.sid}")
     await ws.send("5")  # UPGRADE without the probe: python-engineio fails the upgrade
-    assert await ws.conn.read_message() is None  # closed by the server, not left open
+    assert await ws.recv() is None  # closed by the server, not left open
     await peer.send("40")
     assert (await peer.recv()).startswith("40{")
 
@@ -147,6 +166,20 @@ async def test_close_by_post_answers_the_racing_poll_with_a_noop(url: str) -> No
     response = await peer.poll()
     assert (response.code, response.body) == (200, b"6")
     assert (await peer.poll()).code == 400
+
+
+# -- a session's tasks end with it -----------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_a_sessions_next_ping_ends_with_the_session(open_peer, events: Events) -> None:
+    peer = await open_peer()
+    await peer.send("40")
+    assert (await peer.recv()).startswith("40{")
+    assert len(pings_asleep()) == 1  # asleep for ping_interval, longer than the test
+    await peer.send("1")  # the client closes the session
+    await events.wait_for("disconnect")
+    assert pings_asleep() == []
 
 
 # -- the per-address limit admits and counts in one step -------------------------------------

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import tornado.websocket
-
-from protocol import Server
-from tests.integration.protocol.conftest import Events, build_server
-from tests.support.raw_peers import RECV_TIMEOUT, RawWebSocket
+from conftest import Events
+from protocol_peers import RECV_TIMEOUT, RawWebSocket
 
 #: what browsers send
 BROWSER_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
@@ -25,9 +24,9 @@ def compression(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def sio(events: Events, compression: bool) -> Server:
+def server_options(compression: bool) -> dict[str, Any]:
     # the default case passes no option at all, so that it checks the default
-    return build_server(events, **({"websocket_compression": True} if compression else {}))
+    return {"websocket_compression": True} if compression else {}
 
 
 @pytest.mark.gen_test

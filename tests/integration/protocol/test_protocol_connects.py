@@ -4,8 +4,10 @@ what a CONNECT_ERROR names back, and the Engine.IO sid behind a Socket.IO sid.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from protocol_peers import PollPeer
 
 from protocol import Server
 from protocol.server import DEFAULT_MAX_CONNECTS, MAX_ECHOED_NAMESPACE
@@ -17,9 +19,9 @@ BIG = 900_000  # characters: under the default 1 MB --max-payload
 
 
 @pytest.fixture
-def sio(events: Events) -> Server:
+def server_options() -> dict[str, Any]:
     """The conformance server with a small CONNECT budget."""
-    return build_server(events, max_connects=MAX_CONNECTS)
+    return {"max_connects": MAX_CONNECTS}
 
 
 # -- CONNECT packets and what a CONNECT_ERROR echoes -----------------------------------------
