@@ -109,7 +109,7 @@ class _KeptLeaves(Protocol):
 
 
 class PendingLeavesCollector(Collector):
-    """`rollcall_leaves_pending`: leaves kept for a retry (handlers/presence.py), counted at
+    """`rollcall_leaves_pending`: leaves kept for a retry (handlers/connections.py), counted at
     scrape time from the live per-process records, held weakly like the connections above."""
 
     def __init__(self) -> None:

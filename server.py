@@ -22,19 +22,19 @@ import handlers
 import metrics
 import web
 from config import TEACHER_AUTH_NONE, TEACHER_AUTH_TOKEN, Config, configure_logging, parse_config
-from handlers.presence import Connections
+from handlers.connections import Connections
+from handlers.healing import Sweeper
 from protocol import Server, get_tornado_handler
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
-from proxies import ProxiedHTTPServer
 from store import aiopg_compat
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.liveness import Liveness
 from store.presence import PresenceStore
-from sweeper import Sweeper
 from tracking import Tracker
-from web.presence import PresenceReader
+from web.proxies import ProxiedHTTPServer
+from web.roll_call import PresenceReader
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from handlers.connections import Connections
 from handlers.join_lesson import EVENT as JOIN_LESSON
 from handlers.join_lesson import JoinLesson
 from handlers.limits import JoinRateLimiter
-from handlers.presence import Connections
 from handlers.tokens import TokenVerifier
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from web.lessons import (
     LessonHandler,
     LessonViewHandler,
 )
-from web.presence import PresenceReader
 from web.prometheus import MetricsHandler
+from web.roll_call import PresenceReader
 
 METRICS_PATH = r"/metrics"
 

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import redis
-from join_lesson.helpers import EVENT_TIMEOUT, participant_token, request
-from lifecycle.helpers import RawWebSocketClient
 
 from store.keys import ALIVE_KEY, HELD_KEY, PROCESSES_KEY, SWEPT_KEY
 from tests.conftest import ServerProcess, free_port
+from tests.support.joins import EVENT_TIMEOUT, participant_token, request
+from tests.support.lifecycle import RawWebSocketClient
 
 T = TypeVar("T")
 

@@ -62,14 +62,14 @@ def teacher_request(user_id: str, secret: str, lesson_id: str = LESSON) -> dict[
 
 def is_process_record(key: str) -> bool:
     """Whether `key` is one of a process's own records (liveness, held record), with or without
-    a key prefix: written whatever a test does, and checked by tests/healing. The rosters, which
-    a join writes, are not among them."""
+    a key prefix: written whatever a test does, and checked by tests/integration/healing. The
+    rosters, which a join writes, are not among them."""
     return any(record in key for record in PROCESS_RECORDS)
 
 
 def snapshot(db: redis.Redis) -> dict[str, tuple[str, Any, int]]:
     """Every key of the database but the process records: its type, value and TTL, for comparing
-    whole states (tests/healing checks the process records)."""
+    whole states (tests/integration/healing checks the process records)."""
     state = {}
     for key in db.keys("*"):
         if is_process_record(key):

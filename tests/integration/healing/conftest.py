@@ -1,6 +1,6 @@
-"""Fixtures of the healing tests: those of tests/join_lesson (a lesson, the token secret, the app
-served in-process and its clients), and a stall of the suite's own Redis (SIGSTOP, then SIGCONT
-at the latest at teardown)."""
+"""Fixtures of the healing tests: those of tests/integration/join_lesson (a lesson, the token
+secret, the app served in-process and its clients), and a stall of the suite's own Redis
+(SIGSTOP, then SIGCONT at the latest at teardown)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from join_lesson.conftest import (  # noqa: F401 - fixtures, reused as they are
+
+from tests.integration.join_lesson.conftest import (  # noqa: F401 - fixtures, reused as they are
     config,
     connect,
     lesson,
@@ -20,7 +21,7 @@ from join_lesson.conftest import (  # noqa: F401 - fixtures, reused as they are
     secret,
     url,
 )
-from lifecycle.conftest import server_events  # noqa: F401 - fixture, reused as it is
+from tests.integration.lifecycle.conftest import server_events  # noqa: F401 - fixture, reused as it is
 
 
 @pytest.fixture

@@ -11,13 +11,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
-from join_lesson.helpers import LESSON, Client, participant_token, request, teacher_request
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
 
 from server import SHUTDOWN_TIMEOUT
-
-from .helpers import Rollcall, alive, held, raw_participant, registered, swept_by, wait_for
+from tests.support.healing import (
+    Rollcall,
+    alive,
+    held,
+    raw_participant,
+    registered,
+    swept_by,
+    wait_for,
+)
+from tests.support.joins import LESSON, Client, participant_token, request, teacher_request
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 TEACHERS = f"lesson_teacher_{LESSON}"

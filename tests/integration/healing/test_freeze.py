@@ -10,13 +10,11 @@ import json
 import signal
 
 import pytest
-from join_lesson.helpers import EVENT_TIMEOUT, participant_token, request
-from lifecycle.helpers import RawWebSocketClient
 
 from store.liveness import Claim, Liveness
 from store.presence import PresenceStore
-
-from .helpers import (
+from tests.integration.healing.test_crash import STUDENTS, running, scrape, swept
+from tests.support.healing import (
     Rollcall,
     alive,
     held,
@@ -26,7 +24,8 @@ from .helpers import (
     swept_by,
     wait_for,
 )
-from .test_crash import STUDENTS, running, scrape, swept
+from tests.support.joins import EVENT_TIMEOUT, participant_token, request
+from tests.support.lifecycle import RawWebSocketClient
 
 #: a heartbeat far above the freeze, so that the raw client (which never answers pings) and the
 #: python-socketio clients outlive it

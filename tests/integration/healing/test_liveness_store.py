@@ -31,8 +31,7 @@ from store.presence import (
     parse_held_field,
 )
 from store.roster import parse_record
-
-from .helpers import alive, held, registered, swept_by
+from tests.support.healing import alive, held, registered, swept_by
 
 L1, L2 = "lesson-1", "lesson-2"
 SEATS = 3

@@ -11,15 +11,14 @@ import urllib.parse
 
 import pytest
 import redis
-from join_lesson.helpers import LESSON
 from tornado.httpclient import AsyncHTTPClient
 
 from config import Config
 from store.keys import ROSTER_KEY
 from store.roster import RosterRecord, parse_roster
-
-from .helpers import RedisPartition, held, wait_for
-from .test_crash import STUDENTS, running, swept
+from tests.integration.healing.test_crash import STUDENTS, running, swept
+from tests.support.healing import RedisPartition, held, wait_for
+from tests.support.joins import LESSON
 
 ROSTER = ROSTER_KEY.format(lesson_id=LESSON)
 ADMIN_TOKEN = "admin-token-for-the-healing-tests"

@@ -8,14 +8,13 @@ import asyncio
 import dataclasses
 
 import pytest
-from join_lesson.helpers import LESSON, participant_token, request
 
-import handlers.presence
+import handlers.connections
 import metrics
 from config import Config
-
-from .helpers import alive, registered, swept_by, wait_for
-from .test_crash import STUDENTS, running, scrape
+from tests.integration.healing.test_crash import STUDENTS, running, scrape
+from tests.support.healing import alive, registered, swept_by, wait_for
+from tests.support.joins import LESSON, participant_token, request
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 #: the stall of the issue: shorter than the default liveness TTL, so that nobody is swept
@@ -74,7 +73,7 @@ def config(config: Config) -> Config:
 async def test_kept_leaves_are_bounded_counted_and_handed_over_on_retry(
     rollcall, connect, lesson, redis_db, secret, redis_stall, server_events, monkeypatch
 ):
-    monkeypatch.setattr(handlers.presence, "MAX_PENDING_LEAVES", 3)
+    monkeypatch.setattr(handlers.connections, "MAX_PENDING_LEAVES", 3)
     connections = rollcall.connections
 
     async def participant(client_id: str):

@@ -1,5 +1,5 @@
-"""One heartbeat of sweeper.py against the real Redis, driven directly (tick()): what it does with
-bookkeeping keys that are not what it wrote, and with a Redis that does not answer."""
+"""One heartbeat of handlers/healing.py against the real Redis, driven directly (tick()): what it
+does with bookkeeping keys that are not what it wrote, and with a Redis that does not answer."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import logging
 import pytest
 import redis
 
-from handlers.presence import Connections
+from handlers.connections import Connections
+from handlers.healing import Sweeper
 from store.keys import HELD_KEY, PROCESSES_KEY, SWEPT_KEY
 from store.liveness import Liveness
 from store.presence import SWEPT_TTL, ParticipantEntry, PresenceStore, held_field
-from sweeper import Sweeper
 from tests.conftest import free_port
-
-from .helpers import alive, registered
+from tests.support.healing import alive, registered
 
 
 async def no_connections_to_drop() -> None:

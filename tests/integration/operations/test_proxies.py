@@ -12,7 +12,7 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 
 from config import LOOPBACK
-from proxies import ProxiedHTTPServer, TrustedProxies
+from web.proxies import ProxiedHTTPServer, TrustedProxies
 
 FORGED = "203.0.113.9"
 ELSEWHERE = (ipaddress.ip_network("10.0.0.0/8"),)

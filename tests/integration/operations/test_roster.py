@@ -31,7 +31,7 @@ from tests.integration.operations.conftest import (
     teacher_token,
 )
 from tests.support.lifecycle import ServerEvents
-from web.presence import RosterRow
+from web.roll_call import RosterRow
 
 ROSTER = ROSTER_KEY.format(lesson_id=ROLL_CALL)
 SECOND_LESSON = "lesson-after"

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import tornado.websocket
-from conftest import Events
-from protocol_peers import PollPeer, RawWebSocket, WsPeer, fetch
 
 from protocol import Server
-from tests.integration.protocol.conftest import Events, build_server
+from tests.integration.protocol.conftest import Events
 from tests.support.raw_peers import PollPeer, RawWebSocket, WsPeer, fetch
 
 PER_IP = 50

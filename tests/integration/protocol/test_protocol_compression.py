@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import tornado.websocket
-from conftest import Events
-from protocol_peers import RECV_TIMEOUT, RawWebSocket
+
+from tests.integration.protocol.conftest import Events
+from tests.support.raw_peers import RECV_TIMEOUT, RawWebSocket
 
 #: what browsers send
 BROWSER_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"

@@ -7,11 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from protocol_peers import PollPeer
 
 from protocol import Server
-from protocol.server import DEFAULT_MAX_CONNECTS, MAX_ECHOED_NAMESPACE
-from tests.integration.protocol.conftest import Events, build_server
+from protocol.socketio_server import DEFAULT_MAX_CONNECTS, MAX_ECHOED_NAMESPACE
 from tests.support.raw_peers import PollPeer
 
 MAX_CONNECTS = 3

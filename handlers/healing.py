@@ -8,7 +8,7 @@ One task, every `--liveness-interval` seconds:
    TTL), everything it held has been cleared: it drops every connection (its clients reconnect
    and join again, the newest join owning the presence) and starts over under a new id. It writes
    nothing back: its join script refuses from the moment of the claim.
-2. retry the leaves kept while Redis was unreachable (handlers/presence.py);
+2. retry the leaves kept while Redis was unreachable (handlers/connections.py);
 3. find the registered processes whose liveness key has lapsed, claim each, and sweep it.
 
 A join refused because this process was swept wakes the task at once.
@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import metrics
-from handlers.presence import Connections
+from handlers.connections import Connections
 from store.errors import StoreUnavailable
 from store.liveness import Claim, ClaimLost, Liveness, Renewal
 from store.presence import SWEPT_TTL

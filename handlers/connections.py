@@ -26,7 +26,8 @@ waiting, for as long as the handover runs: its own leave can then never reach Re
 Connections of the same person on other rollcall processes are not known here (docs/redis-keys.md).
 
 A leave that cannot reach Redis is kept (at most MAX_PENDING_LEAVES, the oldest dropped first) and
-retried by sweeper.py once Redis answers again, so its fields clear without waiting for a rejoin.
+retried by handlers/healing.py once Redis answers again, so its fields clear without waiting
+for a rejoin.
 """
 
 from __future__ import annotations
