@@ -27,6 +27,7 @@ from handlers.connections import Connections
 from store.errors import StoreUnavailable
 from store.liveness import Claim, ClaimLost, Liveness, Renewal
 from store.presence import SWEPT_TTL
+from tasks import cancel_and_wait
 
 log = logging.getLogger("rollcall.sweeper")
 
@@ -61,10 +62,7 @@ class Sweeper:
     async def stop(self) -> None:
         """Stop the task; a sweep it was running is resumed by any live process later."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def retire(self) -> None:
         """At a graceful stop, after every connection's leave ran: retry the kept leaves, then
