@@ -16,7 +16,7 @@ from typing import TypeVar
 import redis
 
 from store.keys import ALIVE_KEY, HELD_KEY, PROCESSES_KEY, SWEPT_KEY
-from tests.conftest import ServerProcess, free_port
+from tests.support import ServerProcess, free_port
 from tests.support.joins import EVENT_TIMEOUT, participant_token, request
 from tests.support.lifecycle import RawWebSocketClient
 

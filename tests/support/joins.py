@@ -17,7 +17,7 @@ import socketio
 import tornado.web
 
 from store.keys import ALIVE_KEY, HELD_KEY, PROCESSES_KEY, SWEPT_KEY
-from tests.conftest import free_port  # noqa: F401 - re-exported for the join_lesson tests
+from tests.support import free_port  # noqa: F401 - re-exported for the join_lesson tests
 
 ACK_TIMEOUT = 10.0
 EVENT_TIMEOUT = 10.0

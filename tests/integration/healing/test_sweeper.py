@@ -14,7 +14,7 @@ from handlers.healing import Sweeper
 from store.keys import HELD_KEY, PROCESSES_KEY, SWEPT_KEY
 from store.liveness import Liveness
 from store.presence import SWEPT_TTL, ParticipantEntry, PresenceStore, held_field
-from tests.conftest import free_port
+from tests.support import free_port
 from tests.support.healing import alive, registered
 
 
