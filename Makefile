@@ -2,9 +2,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-NODE_INSTALLED := tests/node/node_modules/.installed
+NODE_INSTALLED := tests/integration/node/node_modules/.installed
 # The official Socket.IO protocol test-suite, vendored unchanged in the shared folder; `make test`
-# runs a copy under .run (git-ignored) with its own npm dependencies (tests/protocol/official_suite.py).
+# runs a copy under .run (git-ignored) with its own npm dependencies (tests/integration/protocol/official_suite.py).
 PROTOCOL_SUITE := ../shared/vendor/socket.io-protocol/test-suite
 PROTOCOL_SUITE_FILES := package.json test-suite.js node-imports.js
 PROTOCOL_SUITE_COPY := .run/socket.io-protocol
@@ -31,7 +31,7 @@ bench: $(INSTALLED)
 # The lesson page as docs/operations.md shows it, at a phone's and a desktop's width.
 screenshots: $(INSTALLED) $(NODE_INSTALLED)
 	@ROLLCALL_SCREENSHOT_DIR=$(CURDIR)/docs/images scripts/test.sh \
-		tests/operations/test_lesson_page.py -k screenshots -q
+		tests/integration/operations/test_lesson_page.py -k screenshots -q
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -43,9 +43,9 @@ $(INSTALLED): setup.cfg pyproject.toml scripts/bootstrap.sh
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-$(NODE_INSTALLED): tests/node/package.json tests/node/package-lock.json
+$(NODE_INSTALLED): tests/integration/node/package.json tests/integration/node/package-lock.json
 	@scripts/bootstrap.sh test
-	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	npm ci --prefix tests/integration/node --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(PROTOCOL_SUITE_INSTALLED): $(addprefix $(PROTOCOL_SUITE)/,$(PROTOCOL_SUITE_FILES))
@@ -63,4 +63,4 @@ $(PROTOCOL_SUITE)/%:
 clean:
 	-scripts/services.sh stop .run/dev
 	-scripts/services.sh stop .run/test
-	rm -rf $(VENV) .run tests/node/node_modules
+	rm -rf $(VENV) .run tests/integration/node/node_modules

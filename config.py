@@ -17,11 +17,11 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import logs
+from handlers.validation import ROLE_TEACHER
 from logs import LOG_FORMATS
 from protocol.engine import OUTPUT_LIMIT_PAYLOADS
 from store.roster import ROSTER_TTL
 
-ROLE_TEACHER = "teacher"
 #: --teacher-auth: `token` (a teacher's join carries its own teacher token) or `none` (the design
 #: document's tokenless teacher flow)
 TEACHER_AUTH_TOKEN = "token"

@@ -28,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from tasks import cancel_and_wait
+
 NAMESPACE = "rollcall"
 TRANSPORTS = ("polling", "websocket")
 #: The `role` label of a join whose request did not validate: the raw role is client-chosen text
@@ -109,7 +111,7 @@ class _KeptLeaves(Protocol):
 
 
 class PendingLeavesCollector(Collector):
-    """`rollcall_leaves_pending`: leaves kept for a retry (handlers/presence.py), counted at
+    """`rollcall_leaves_pending`: leaves kept for a retry (handlers/connections.py), counted at
     scrape time from the live per-process records, held weakly like the connections above."""
 
     def __init__(self) -> None:
@@ -250,10 +252,7 @@ class LoopLagMonitor:
     async def stop(self) -> None:
         """Stop measuring and wait for the task to end."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def measure_once(self) -> float:
         """Sleep one interval, record how late the wake-up was, and return it."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import signal
 import sys
@@ -22,20 +21,20 @@ import tornado.web
 import handlers
 import metrics
 import web
-from config import TEACHER_AUTH_NONE, Config, configure_logging, parse_config
-from handlers.presence import Connections
+from config import TEACHER_AUTH_NONE, TEACHER_AUTH_TOKEN, Config, configure_logging, parse_config
+from handlers.connections import Connections
+from handlers.healing import Sweeper
 from protocol import Server, get_tornado_handler
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
-from proxies import ProxiedHTTPServer
 from store import aiopg_compat
 from store.errors import StoreUnavailable
 from store.lessons import LessonStore
 from store.liveness import Liveness
 from store.presence import PresenceStore
-from sweeper import Sweeper
 from tracking import Tracker
-from web.presence import PresenceReader
+from web.proxies import ProxiedHTTPServer
+from web.roll_call import PresenceReader
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,6 @@ SOCKETIO_PATH = r"/socket.io/"
 # all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
 SHUTDOWN_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 4.0
-# /healthz: the whole ("status") and each backend
-HEALTH_OK = "ok"
-HEALTH_UNAVAILABLE = "unavailable"
-HEALTH_DOWN = "down"
 
 
 @dataclass
@@ -65,7 +60,11 @@ class Services:
         presence = PresenceStore.open(
             config.redis_url, config.store_timeout, config.key_prefix, config.roster_ttl
         )
-        return cls(lessons=lessons, presence=presence, tracker=Tracker.from_config(config))
+        return cls(
+            lessons=lessons,
+            presence=presence,
+            tracker=Tracker(config.mixpanel_token, config.mixpanel_events_url),
+        )
 
     async def check(self) -> dict[str, str | None]:
         """Each backend's state, probed concurrently: None when it answers, else why not (which
@@ -86,31 +85,6 @@ class Services:
 
     async def close(self) -> None:
         await asyncio.gather(self.lessons.close(), self.presence.close(), self.tracker.close())
-
-
-class HealthHandler(tornado.web.RequestHandler):
-    """GET /healthz: 200 when Redis and PostgreSQL both answer, 503 naming the one that does not.
-
-    Anyone may ask, so the body says only which backend is down; why (hosts, ports, PostgreSQL's
-    authentication message) goes to the log.
-    """
-
-    def initialize(self, services: Services) -> None:
-        self.services = services
-
-    async def get(self) -> None:
-        state = await self.services.check()
-        for name, reason in state.items():
-            if reason is not None:
-                log.warning("/healthz: %s is not answering: %s", name, reason)
-        healthy = all(reason is None for reason in state.values())
-        body = {
-            name: HEALTH_OK if reason is None else HEALTH_DOWN for name, reason in state.items()
-        }
-        self.set_status(200 if healthy else 503)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps({"status": HEALTH_OK if healthy else HEALTH_UNAVAILABLE, **body}))
 
 
 class Rollcall(NamedTuple):
@@ -143,7 +117,19 @@ def build(config: Config, services: Services) -> Rollcall:
         transport = RedisTransport(config.message_queue, socket_timeout=config.store_timeout)
         manager = RelayManager(transport)
     sio = Server(client_manager=manager, **options)
-    connections = handlers.register(sio, services, config)
+    connections = handlers.register(
+        sio,
+        services.lessons,
+        services.presence,
+        services.tracker,
+        handlers.JoinSettings(
+            access_token_secret=config.access_token_secret,
+            participant_roles=config.participant_roles,
+            join_rate=config.join_rate,
+            join_burst=config.join_burst,
+            require_teacher_token=config.teacher_auth == TEACHER_AUTH_TOKEN,
+        ),
+    )
     sweeper = Sweeper(
         Liveness(services.presence, config.liveness_ttl),
         connections,
@@ -156,8 +142,11 @@ def build(config: Config, services: Services) -> Rollcall:
     app = tornado.web.Application(
         [
             (SOCKETIO_PATH, get_tornado_handler(sio)),
-            (r"/healthz", HealthHandler, {"services": services}),
-            *web.routes(config, PresenceReader(services.presence, services.lessons)),
+            *web.routes(
+                config.admin_token,
+                PresenceReader(services.presence, services.lessons),
+                services.check,
+            ),
         ],
         websocket_max_message_size=config.max_payload,
     )

@@ -18,7 +18,6 @@ from typing import Any
 import mixpanel
 
 import metrics
-from config import Config
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +50,6 @@ class Tracker:
         self._mixpanel = mixpanel.Mixpanel(token, consumer=consumer)
         self._thread = threading.Thread(target=self._work, name="mixpanel", daemon=True)
         self._thread.start()
-
-    @classmethod
-    def from_config(cls, config: Config) -> Tracker:
-        return cls(config.mixpanel_token, config.mixpanel_events_url)
 
     def queue_length(self) -> int:
         """Events waiting to be sent (what `rollcall_mixpanel_queue_length` shows)."""

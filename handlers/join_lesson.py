@@ -6,7 +6,7 @@ PostgreSQL lookup (the lesson and the caller's seat); then one Redis script run 
 the presence keys, atomically); only then the Socket.IO room and session, which cannot fail, and
 the Mixpanel event, which is queued and never awaited.
 
-The Redis step and what follows run under the sid's `Connection` lock (handlers/presence.py): the
+The Redis step and what follows run under the sid's `Connection` lock (handlers/connections.py): the
 script also clears what the sid held in a lesson it joined before, and a disconnect racing the
 join clears what the join wrote.
 """
@@ -20,9 +20,9 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import metrics
+from handlers.connections import ClientGone, Connection, Connections
 from handlers.errors import Code, JoinError, LessonNotFound, Unavailable
 from handlers.limits import JoinRateLimiter
-from handlers.presence import ClientGone, Connection, Connections
 from handlers.tokens import TokenVerifier
 from handlers.validation import JoinRequest, parse_join_request
 from store.errors import StoreUnavailable
@@ -184,7 +184,7 @@ class JoinLesson:
         leaving = record.leaving(join.lesson_id)
         written = frozenset(join.entries)
         before = record.held
-        record.held = before | written  # before the script is sent: see handlers/presence.py
+        record.held = before | written  # before the script is sent: see handlers/connections.py
         try:
             if leaving:
                 async with self._connections.successors(record.sid, leaving) as successors:

@@ -26,9 +26,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
-from config import ROLE_TEACHER
 from handlers.errors import InvalidToken
-from handlers.validation import is_valid_text
+from handlers.validation import ROLE_TEACHER, is_valid_text
 from protocol.versions import require
 from store.keys import is_reserved
 

@@ -10,11 +10,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from config import ROLE_TEACHER
 from handlers.errors import InvalidRequest
-from store.keys import RESERVED_PREFIXES, is_reserved
+from store.keys import MAX_ID_LENGTH, RESERVED_PREFIXES, is_reserved
 
-MAX_ID_LENGTH = 128
+ROLE_TEACHER = "teacher"
 ID_FIELDS = ("user_id", "lesson_id")
 
 

@@ -12,7 +12,7 @@ from .packet import (
     ProtocolError,
     encode,
 )
-from .server import ConnectionRefusedError, Server, get_tornado_handler
+from .socketio_server import ConnectionRefusedError, Server, get_tornado_handler
 
 __all__ = [
     "DEFAULT_MAX_ATTACHMENTS",

@@ -1,6 +1,6 @@
 """The client manager: rooms and delivery for the sockets of one process.
 
-:class:`~protocol.server.Server` hands every room and delivery operation to its manager, as
+:class:`~protocol.socketio_server.Server` hands every room and delivery operation to its manager, as
 python-socketio's ``AsyncServer`` does to its ``client_manager``: the server owns sockets and the
 wire, the manager decides who an emit reaches. :class:`Manager` keeps it all in this process; a
 relaying manager (:mod:`protocol.relay`) extends it to the sockets of other processes, so the
@@ -19,7 +19,7 @@ __all__ = ["Host", "Manager", "NotAttached", "as_args"]
 
 
 class NotAttached(RuntimeError):
-    """A manager used before a :class:`~protocol.server.Server` was built with it."""
+    """A manager used before a :class:`~protocol.socketio_server.Server` was built with it."""
 
 
 class Host(Protocol):

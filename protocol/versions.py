@@ -5,7 +5,7 @@ how redis-py's pub/sub blocks, handlers/tokens.py swaps an algorithm on PyJWT's 
 store/aiopg_compat.py patches aiopg. Each of those modules names the release series it was tested
 with and calls `require` when it is imported, so an upgrade past it stops the server at start
 with one line instead of breaking it silently. setup.cfg pins the same series
-(tests/test_versions.py keeps the two equal).
+(tests/unit/test_versions.py keeps the two equal).
 
 A leaf module (it imports nothing of rollcall), so that every layer may use it.
 """

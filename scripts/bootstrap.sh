@@ -12,9 +12,9 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ "$purpose" = test ]; then
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
-    # headless browser for the lesson page's test (tests/operations/test_lesson_page.py)
+    # headless browser for the lesson page's test (tests/integration/operations/test_lesson_page.py)
     command -v chromium >/dev/null || missing+=(chromium)
-    # the proxy of the scale-out deployment test (tests/scaleout/test_nginx.py)
+    # the proxy of the scale-out deployment test (tests/integration/scaleout/test_nginx.py)
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     # the official protocol suite's own network namespace brings its loopback up with ip
     command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)

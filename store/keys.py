@@ -9,6 +9,9 @@ write into another key's hash, so it is refused (join_lesson.md, "Ids never name
 
 from __future__ import annotations
 
+#: The longest id (user_id, lesson_id, client id) a key name may embed (join_lesson.md, "Request").
+MAX_ID_LENGTH = 128
+
 SEAT_KEY = "lesson_seat_{lesson_id}"
 TEACHER_KEY = "lesson_teacher_{lesson_id}"
 STUDENTS_KEY = "lesson_student_{lesson_id}"

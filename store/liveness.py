@@ -9,8 +9,8 @@ names, batch by batch, by the rule a disconnect follows (store/sweep.lua). The c
 the dead process from writing anything again, should it only have been frozen: its join script
 refuses, its renewal answers SWEPT, and it starts over under a new id.
 
-The timing (how fast a crash heals) belongs to the caller, sweeper.py; this module is the Redis
-side only.
+The timing (how fast a crash heals) belongs to the caller, handlers/healing.py; this module is
+the Redis side only.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (joi
 #: dead process held can be swept for this long after it died
 RECORD_TTL = 7 * 86400
 #: seconds a swept process stays refused (its swept key); a process that could not renew its
-#: liveness for this long takes itself as swept, whatever Redis says (sweeper.py)
+#: liveness for this long takes itself as swept, whatever Redis says (handlers/healing.py)
 SWEPT_TTL = 86400
 #: the error a script answers when the process it writes for has been swept (join_lesson.lua)
 SWEPT_REPLY = "SWEPT"

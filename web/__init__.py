@@ -1,10 +1,12 @@
-"""rollcall's HTTP surface besides Socket.IO: /metrics and the admin lesson views."""
+"""rollcall's HTTP surface besides Socket.IO: /healthz, /metrics and the admin lesson views."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+
 import tornado.web
 
-from config import Config
+from web.health import HEALTH_PATH, HealthHandler
 from web.lessons import (
     ATTENDANCE_ROUTE,
     LESSON_ROUTE,
@@ -14,16 +16,22 @@ from web.lessons import (
     LessonHandler,
     LessonViewHandler,
 )
-from web.presence import PresenceReader
 from web.prometheus import MetricsHandler
+from web.roll_call import PresenceReader
 
 METRICS_PATH = r"/metrics"
 
 
-def routes(config: Config, reader: PresenceReader) -> list[tornado.web.URLSpec]:
-    """The routes server.build() mounts next to Socket.IO and /healthz."""
-    admin = {"admin_token": config.admin_token}
+def routes(
+    admin_token: str | None,
+    reader: PresenceReader,
+    check: Callable[[], Awaitable[Mapping[str, str | None]]],
+) -> list[tornado.web.URLSpec]:
+    """The routes server.build() mounts next to Socket.IO. `check` probes the backends for
+    /healthz; the lesson views answer 404 without an `admin_token`."""
+    admin = {"admin_token": admin_token}
     return [
+        tornado.web.url(HEALTH_PATH, HealthHandler, {"check": check}),
         tornado.web.url(METRICS_PATH, MetricsHandler),
         tornado.web.url(r"/lessons/([^/]+)", LessonHandler, {**admin, "reader": reader},
                         name=LESSON_ROUTE),

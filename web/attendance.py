@@ -15,7 +15,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 
-from web.presence import RosterRow
+from web.roll_call import RosterRow
 
 CONTENT_TYPE = "text/csv; charset=utf-8"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -15,12 +15,12 @@ import pathlib
 import tornado.template
 import tornado.web
 
-from handlers.validation import MAX_ID_LENGTH
 from store.errors import StoreUnavailable
+from store.keys import MAX_ID_LENGTH
 from web.attendance import CONTENT_TYPE as CSV_CONTENT_TYPE
 from web.attendance import attendance_csv, content_disposition
 from web.auth import HTTP_NOT_FOUND, AdminHandler, AdminPageHandler
-from web.presence import LessonPresence, PresenceReader
+from web.roll_call import LessonPresence, PresenceReader
 
 HERE = pathlib.Path(__file__).resolve().parent
 TEMPLATES = tornado.template.Loader(str(HERE / "templates"))

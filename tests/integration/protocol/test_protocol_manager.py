@@ -1,0 +1,122 @@
+"""The server's client manager, and what the server offers its wiring instead of its engine:
+`close_all()` and `connection_counts()`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+from protocol import Server
+from protocol.manager import Manager, NotAttached
+from protocol.redis_transport import RedisTransport
+from protocol.relay import RelayManager
+from tests.integration.protocol.conftest import Events
+from tests.support.raw_peers import PollPeer, WsPeer
+
+#: a Redis nothing listens on: the transport is built, never connected
+UNREACHABLE = "redis://127.0.0.1:1"
+
+
+def test_every_room_and_delivery_operation_is_relayed() -> None:
+    """What the server hands its manager is a coroutine of Manager; the relaying manager must
+    extend each, or an operation added later would silently stay in one process."""
+    operations = {
+        name
+        for name, member in vars(Manager).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
+    assert {"emit", "enter_room", "leave_room", "close_room", "can_disconnect"} <= operations
+    assert operations <= set(vars(RelayManager))
+
+
+def test_a_manager_serves_one_server() -> None:
+    manager = Manager()
+    sio = Server(client_manager=manager)
+    assert sio.manager is manager
+    with pytest.raises(ValueError, match="another Server"):
+        Server(client_manager=manager)
+
+
+@pytest.mark.gen_test
+async def test_a_relay_is_started_after_its_server_is_built() -> None:
+    relay = RelayManager(RedisTransport(UNREACHABLE))
+    try:
+        with pytest.raises(NotAttached):
+            await relay.start()
+    finally:
+        await relay.stop()
+
+
+@pytest.mark.gen_test
+async def test_a_room_change_for_a_sid_not_here_leaves_nothing_behind() -> None:
+    """A handler that enters a room after its client left must not leave a member nothing
+    would ever remove."""
+    sio = Server()
+    await sio.enter_room("gone", "lesson-1")
+    assert sio.rooms("gone") == []
+    assert not sio.manager.is_connected("gone", "/")
+    await sio.leave_room("gone", "lesson-1")
+    await sio.close_room("lesson-1", namespace="/not-served")
+
+
+async def joined(peer: WsPeer | PollPeer) -> None:
+    """Join the root namespace (the test server greets with an "auth" event)."""
+    await peer.send("40")
+    assert (await peer.recv()).startswith("40{")
+    assert await peer.recv() == '42["auth",{}]'
+
+
+@pytest.mark.gen_test
+async def test_close_all_ends_every_session_and_the_counts_follow(
+    url: str, sio: Server, events: Events
+) -> None:
+    assert sio.connection_counts() == {"polling": 0, "websocket": 0}
+    websocket = await WsPeer.open(url)
+    assert (await websocket.recv()).startswith("0{")
+    polling = await PollPeer.open(url)
+    try:
+        for peer in (websocket, polling):
+            await joined(peer)
+        assert sio.connection_counts() == {"polling": 1, "websocket": 1}
+
+        await sio.close_all()
+        # the disconnect handlers have run by the time close_all returns
+        reasons = [entry[3] for entry in events.log if entry[0] == "disconnect"]
+        assert reasons == [sio.reason.SERVER_DISCONNECT] * 2
+        assert sio.connection_counts() == {"polling": 0, "websocket": 0}
+        assert await websocket.closed()
+        assert await polling.closed()
+    finally:
+        websocket.close()
+
+
+#: the coroutines of the tasks python-engineio starts: its heartbeat monitor, a session's next PING
+ENGINEIO_TASKS = frozenset({"AsyncServer._service_task", "AsyncSocket._send_ping"})
+
+
+def engineio_tasks() -> list[str]:
+    return [
+        name
+        for task in asyncio.all_tasks()
+        if not task.done() and (name := task.get_coro().__qualname__) in ENGINEIO_TASKS
+    ]
+
+
+@pytest.mark.gen_test
+async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server) -> None:
+    """A session's next PING sleeps ping_interval in a task of its own; shutdown() must not
+    leave it (or the heartbeat monitor) running past the server's end."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        assert sorted(engineio_tasks()) == sorted(ENGINEIO_TASKS)
+
+        await sio.close_all()
+        await sio.shutdown()
+
+        assert engineio_tasks() == []
+    finally:
+        peer.close()
