@@ -41,7 +41,7 @@ async def websocket(url: str, query: str, headers: dict[str, str] | None = None)
     request = tornado.httpclient.HTTPRequest(
         url.replace("http", "ws", 1) + "?" + query, headers=headers
     )
-    return WsPeer(await tornado.websocket.websocket_connect(request))
+    return await WsPeer.connect(request)
 
 
 async def refused_status(url: str, query: str, headers: dict[str, str] | None = None) -> int:
