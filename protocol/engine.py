@@ -133,6 +133,114 @@ class _Outbox(LeanQueue):
         self._server.output_overflowed(sid)
 
 
+class _LeanSocket(AsyncSocket):
+    """python-engineio's session, waiting without a task of its own per wait.
+
+    ``poll`` and the WebSocket reader of python-engineio 4.15 wait with ``asyncio.wait_for``,
+    which (Python 3.11) wraps what it waits for in a new task, with a future and a timer, for as
+    long as the session is idle: ~3 KB per idle WebSocket. These are the same methods waiting
+    under ``asyncio.timeout``, which cancels the waiting task itself; nothing else differs.
+    ``EngineServer.session_opened`` makes every session one (its class is swapped before
+    python-engineio serves its first request).
+    """
+
+    async def poll(self) -> list[eio_packet.Packet]:
+        """Wait for packets to send to the client."""
+        queue = self.queue
+        try:
+            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                packets = [await queue.get()]
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise eio_exceptions.QueueEmpty() from None
+        if packets == [None]:
+            return []
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        return packets
+
+    async def _websocket_handler(self, ws: _UpgradingWebSocket) -> None:
+        """python-engineio's WebSocket transport (4.15), its reader waiting under a timeout."""
+        server = self.server
+        timeout = server.ping_interval + server.ping_timeout
+
+        async def websocket_wait() -> str | bytes:
+            data = await ws.wait()
+            if data and len(data) > server.max_http_buffer_size:
+                raise ValueError("packet is too large")
+            return data
+
+        if self.connected:
+            # the socket was already connected, so this is an upgrade
+            self.upgrading = True  # hold packet sends during the upgrade
+            try:
+                pkt = await websocket_wait()
+            except OSError:
+                return
+            decoded = eio_packet.Packet(encoded_packet=pkt)
+            if decoded.packet_type != eio_packet.PING or decoded.data != PROBE:
+                self.upgrading = False
+                return
+            await ws.send(eio_packet.Packet(eio_packet.PONG, data=PROBE).encode())
+            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
+            try:
+                pkt = await websocket_wait()
+            except OSError:
+                self.upgrading = False
+                return
+            decoded = eio_packet.Packet(encoded_packet=pkt)
+            if decoded.packet_type != eio_packet.UPGRADE:
+                self.upgraded = False
+                self.upgrading = False
+                return
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+
+        async def writer() -> None:
+            while True:
+                try:
+                    packets = await self.poll()
+                except eio_exceptions.QueueEmpty:
+                    break
+                if not packets:
+                    break  # the connection closed
+                try:
+                    for pkt in packets:
+                        await ws.send(pkt.encode())
+                except (asyncio.CancelledError, Exception):
+                    break
+            await ws.close()
+
+        writer_task = asyncio.ensure_future(writer())
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await websocket_wait()
+            except (asyncio.CancelledError, Exception):
+                break  # silent past the timeout, closed, or a frame over the limit
+            if data is None:
+                break  # closed by the client
+            try:
+                await self.receive(eio_packet.Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                break
+            except (asyncio.CancelledError, Exception):
+                server.logger.exception("Unknown receive error")
+        await self.queue.put(None)  # unlock the writer task so it can exit
+        await writer_task
+        await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
 class _Body:
     """A request body as the WSGI-like ``wsgi.input`` python-engineio reads."""
 
@@ -274,6 +382,8 @@ class EngineServer(engineio.AsyncServer):
         self._addresses[sid] = address
         socket = self.sockets.get(sid)
         if socket is not None:
+            if type(socket) is AsyncSocket:
+                socket.__class__ = _LeanSocket
             socket.queue.sid = sid
 
     def session_closed(self, sid: str) -> None:
