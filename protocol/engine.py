@@ -68,6 +68,8 @@ OUTPUT_LIMIT_PAYLOADS = 4
 PACKET_OVERHEAD = 64
 
 _log = logging.getLogger(__name__)
+#: what an open WebSocket's request holds instead of its handshake's headers (never written)
+_NO_HEADERS = tornado.httputil.HTTPHeaders()
 
 
 def _queued_size(item: eio_packet.Packet | None) -> int:
@@ -139,16 +141,22 @@ class _LeanSocket(AsyncSocket):
     ``poll`` and the WebSocket reader of python-engineio 4.15 wait with ``asyncio.wait_for``,
     which (Python 3.11) wraps what it waits for in a new task, with a future and a timer, for as
     long as the session is idle: ~3 KB per idle WebSocket. These are the same methods waiting
-    under ``asyncio.timeout``, which cancels the waiting task itself; nothing else differs.
+    under ``asyncio.timeout``, which cancels the waiting task itself, and the WebSocket writer
+    waits without a timer at all (its reader's timeout ends it). Nothing else differs.
     ``EngineServer.session_opened`` makes every session one (its class is swapped before
     python-engineio serves its first request).
     """
 
     async def poll(self) -> list[eio_packet.Packet]:
-        """Wait for packets to send to the client."""
+        """Wait for packets to send to the client (a long-polling GET)."""
+        return await self._packets(self.server.ping_interval + self.server.ping_timeout)
+
+    async def _packets(self, within: float | None) -> list[eio_packet.Packet]:
+        """python-engineio's ``poll``: the next packets queued, [] once the queue says the
+        transport is done (None), QueueEmpty when nothing came `within` seconds."""
         queue = self.queue
         try:
-            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+            async with asyncio.timeout(within):
                 packets = [await queue.get()]
             queue.task_done()
         except (TimeoutError, asyncio.CancelledError):
@@ -205,9 +213,11 @@ class _LeanSocket(AsyncSocket):
             self.upgraded = True
 
         async def writer() -> None:
+            # No timeout of its own: the reader below ends within ping_interval + ping_timeout
+            # of the client's last frame, and then queues the None that ends the writer.
             while True:
                 try:
-                    packets = await self.poll()
+                    packets = await self._packets(None)
                 except eio_exceptions.QueueEmpty:
                     break
                 if not packets:
@@ -741,6 +751,16 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(*self._close_on_open)
             elif self._opened is not None and not self._opened.done():
                 self._opened.set_result(True)
+            self._forget_headers()
+
+        def _forget_headers(self) -> None:
+            """Let the handshake's parsed headers go (~2 KB a WebSocket): Tornado reads them
+            only for the handshake, and python-engineio and the Socket.IO handlers read the
+            environ, which has its own copy (``translate_request``)."""
+            self.request.headers = _NO_HEADERS
+            connection = self.request.connection
+            if getattr(connection, "_request_headers", None) is not None:
+                connection._request_headers = _NO_HEADERS
 
         def get_compression_options(self) -> dict[str, Any] | None:
             """No permessage-deflate unless the server was built with ``websocket_compression``,
