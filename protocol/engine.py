@@ -68,8 +68,6 @@ OUTPUT_LIMIT_PAYLOADS = 4
 PACKET_OVERHEAD = 64
 
 _log = logging.getLogger(__name__)
-#: what an open WebSocket's request holds instead of its handshake's headers (never written)
-_NO_HEADERS = tornado.httputil.HTTPHeaders()
 
 
 def _queued_size(item: eio_packet.Packet | None) -> int:
@@ -751,16 +749,6 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(*self._close_on_open)
             elif self._opened is not None and not self._opened.done():
                 self._opened.set_result(True)
-            self._forget_headers()
-
-        def _forget_headers(self) -> None:
-            """Let the handshake's parsed headers go (~2 KB a WebSocket): Tornado reads them
-            only for the handshake, and python-engineio and the Socket.IO handlers read the
-            environ, which has its own copy (``translate_request``)."""
-            self.request.headers = _NO_HEADERS
-            connection = self.request.connection
-            if getattr(connection, "_request_headers", None) is not None:
-                connection._request_headers = _NO_HEADERS
 
         def get_compression_options(self) -> dict[str, Any] | None:
             """No permessage-deflate unless the server was built with ``websocket_compression``,
