@@ -21,6 +21,11 @@ which inherits it) to what one side of N connections needs.
     .venv/bin/python bench/load_idle.py                 # 3000 connections, 20 s idle, ~2 min
     .venv/bin/python bench/load_idle.py -n 10000        # ~4 min
     .venv/bin/python bench/load_idle.py -n 500 --idle 5 --offer deflate
+    .venv/bin/python bench/load_idle.py -n 2000 --idle 5 --offer none --heap-profile .run/heap
+
+--heap-profile DIR runs the server under tracemalloc (bench/heap_server.py) and has it dump a
+snapshot at the baseline (DIR/<offer>/0.snap) and after the idle time (1.snap); compare them with
+bench/heap_diff.py. Its RSS figures are then the traced server's, not comparable with a plain run.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +61,8 @@ FD_HEADROOM = 512
 #: what browsers (and aiohttp with compress=15) offer
 OFFERS = {"none": 0, "deflate": 15}
 KIB = 1024
+SNAPSHOT_TIMEOUT = 120.0  # seconds a traced server may take to write one heap snapshot
+SNAPSHOT_POLL = 0.2
 RUN_DIR = harness.REPO / ".run" / "load-idle"
 SERVICES = harness.REPO / "scripts" / "services.sh"
 
@@ -109,6 +117,20 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * KIB
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def heap_snapshot(pid: int, directory: str | None, number: int) -> None:
+    """Have a server under bench/heap_server.py dump heap snapshot `number`, and wait for it
+    (blocking: the server does nothing else meanwhile either)."""
+    if directory is None:
+        return
+    path = os.path.join(directory, f"{number}.snap")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + SNAPSHOT_TIMEOUT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no heap snapshot {path} after {SNAPSHOT_TIMEOUT:g} s")
+        time.sleep(SNAPSHOT_POLL)
 
 
 def join_payload(k: int, lessons: int, students: int, exp: int) -> str:
@@ -167,7 +189,7 @@ def missing_presence(db: redis.Redis, joined: Sequence[Joined], lessons: int) ->
 
 
 async def load(url: str, args: argparse.Namespace, server_pid: int, db: redis.Redis,
-               compress: int) -> dict[str, Any]:
+               compress: int, heap_dir: str | None) -> dict[str, Any]:
     exp = int(time.time()) + 3600
     payloads = [join_payload(k, args.lessons, args.students, exp)
                 for k in range(WARMUP_CONNECTIONS + args.connections)]
@@ -182,6 +204,7 @@ async def load(url: str, args: argparse.Namespace, server_pid: int, db: redis.Re
                                    for k in range(WARMUP_CONNECTIONS)))
         await asyncio.sleep(1.0)  # let the warm-up disconnects finish before the baseline
         rss_before = rss_bytes(server_pid)
+        heap_snapshot(server_pid, heap_dir, 0)
 
         run, leave = Run(args.connections), asyncio.Event()
         started = time.perf_counter()
@@ -193,6 +216,7 @@ async def load(url: str, args: argparse.Namespace, server_pid: int, db: redis.Re
         missing = missing_presence(db, run.joined, args.lessons)
         await asyncio.sleep(args.idle)
         rss_after = rss_bytes(server_pid)
+        heap_snapshot(server_pid, heap_dir, 1)
         leave.set()
         for task in tasks:
             task.cancel()
@@ -229,6 +253,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for one connect + join")
     p.add_argument("--lessons", type=int, default=50)
     p.add_argument("--students", type=int, default=40, help="student_attend rows per lesson")
+    p.add_argument("--heap-profile", metavar="DIR",
+                   help="run the server under tracemalloc and dump heap snapshots into DIR")
     args = p.parse_args(argv)
     args.offer = [o.strip() for o in args.offer.split(",") if o.strip()]
     if not args.offer or set(args.offer) - set(OFFERS):
@@ -241,13 +267,19 @@ def measure(args: argparse.Namespace, offer: str, db: redis.Redis, redis_url: st
     """One fresh server, one offer: FLUSHALL, start, load, stop."""
     db.flushall()
     port = harness.free_port()
-    argv = [harness.PYTHON, str(harness.REPO / "server.py"), "--port", str(port),
+    heap_dir = None
+    program = harness.REPO / "server.py"
+    if args.heap_profile is not None:
+        heap_dir = os.path.abspath(os.path.join(args.heap_profile, offer))
+        os.environ["HEAP_PROFILE_DIR"] = heap_dir  # the server (a child) inherits it
+        program = harness.BENCH / "heap_server.py"
+    argv = [harness.PYTHON, str(program), "--port", str(port),
             "--redis-url", redis_url, "--database-url", database_url,
             "--access-token-secret", SECRET, "--max-connections-per-ip", "0",
             *args.server_flag]
     with harness.server(argv, port, join_bench.LOG_DIR / f"load-idle-{offer}.log") as proc:
         result = uvloop.run(load(websocket_url(f"http://127.0.0.1:{port}"), args, proc.pid,
-                                 db, OFFERS[offer]))
+                                 db, OFFERS[offer], heap_dir))
     result["offer"] = offer
     result["server_flags"] = " ".join(args.server_flag)
     return result

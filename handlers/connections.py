@@ -63,7 +63,7 @@ class ClientGone(Exception):
     disconnect handler clears whatever the join wrote."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     """What the server remembers about one connected sid, to clean up after it."""
 

@@ -14,7 +14,9 @@ import asyncio
 import base64
 import binascii
 import logging
+import sys
 import time
+import urllib.parse
 from typing import Any
 
 import engineio
@@ -26,6 +28,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 from engineio.async_socket import AsyncSocket
 
+from .queues import LeanQueue
 from .versions import require
 
 #: the python-engineio series whose internals this module was written against and tested with
@@ -75,15 +78,17 @@ def _queued_size(item: eio_packet.Packet | None) -> int:
     return len(data) if isinstance(data, str | bytes) else PACKET_OVERHEAD
 
 
-class _Outbox(asyncio.Queue):
+class _Outbox(LeanQueue):
     """A socket's send queue: writes the handshake intervals in exact milliseconds, and bounds
-    what it holds.
+    what it holds (a LeanQueue: an idle session's empty queue costs next to nothing).
 
     python-engineio computes ``int(seconds) * 1000``, so 0.3 s would be announced as 0 ms. And it
     queues without limit for a client that never polls (or, on WebSocket, that never reads; see
     ``_UpgradingWebSocket.send``): past ``max_session_output`` the backlog is dropped, nothing
     but the CLOSE is queued any more, and the server closes the session.
     """
+
+    __slots__ = ("_server", "overflowed", "sid", "size")
 
     def __init__(self, server: EngineServer) -> None:
         super().__init__()
@@ -128,6 +133,177 @@ class _Outbox(asyncio.Queue):
         self._server.output_overflowed(sid)
 
 
+class _LeanSocket(AsyncSocket):
+    """python-engineio's session, waiting without a task of its own per wait.
+
+    ``poll`` and the WebSocket reader of python-engineio 4.15 wait with ``asyncio.wait_for``,
+    which (Python 3.11) wraps what it waits for in a new task, with a future and a timer, for as
+    long as the session is idle: ~3 KB per idle WebSocket. These are the same methods waiting
+    under ``asyncio.timeout``, which cancels the waiting task itself, and the WebSocket writer
+    waits without a timer at all (its reader's timeout ends it). Nothing else differs.
+    ``EngineServer.session_opened`` makes every session one (its class is swapped before
+    python-engineio serves its first request).
+    """
+
+    async def poll(self) -> list[eio_packet.Packet]:
+        """Wait for packets to send to the client (a long-polling GET)."""
+        return await self._packets(self.server.ping_interval + self.server.ping_timeout)
+
+    async def _packets(self, within: float | None) -> list[eio_packet.Packet]:
+        """python-engineio's ``poll``: the next packets queued, [] once the queue says the
+        transport is done (None), QueueEmpty when nothing came `within` seconds."""
+        queue = self.queue
+        try:
+            async with asyncio.timeout(within):
+                packets = [await queue.get()]
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise eio_exceptions.QueueEmpty() from None
+        if packets == [None]:
+            return []
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        return packets
+
+    async def _websocket_handler(self, ws: _UpgradingWebSocket) -> None:
+        """python-engineio's WebSocket transport (4.15), its reader waiting under a timeout."""
+        server = self.server
+        timeout = server.ping_interval + server.ping_timeout
+
+        async def websocket_wait() -> str | bytes:
+            data = await ws.wait()
+            if data and len(data) > server.max_http_buffer_size:
+                raise ValueError("packet is too large")
+            return data
+
+        if self.connected:
+            # the socket was already connected, so this is an upgrade
+            self.upgrading = True  # hold packet sends during the upgrade
+            try:
+                pkt = await websocket_wait()
+            except OSError:
+                return
+            decoded = eio_packet.Packet(encoded_packet=pkt)
+            if decoded.packet_type != eio_packet.PING or decoded.data != PROBE:
+                self.upgrading = False
+                return
+            await ws.send(eio_packet.Packet(eio_packet.PONG, data=PROBE).encode())
+            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
+            try:
+                pkt = await websocket_wait()
+            except OSError:
+                self.upgrading = False
+                return
+            decoded = eio_packet.Packet(encoded_packet=pkt)
+            if decoded.packet_type != eio_packet.UPGRADE:
+                self.upgraded = False
+                self.upgrading = False
+                return
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+
+        async def writer() -> None:
+            # No timeout of its own: the reader below ends within ping_interval + ping_timeout
+            # of the client's last frame, and then queues the None that ends the writer.
+            while True:
+                try:
+                    packets = await self._packets(None)
+                except eio_exceptions.QueueEmpty:
+                    break
+                if not packets:
+                    break  # the connection closed
+                try:
+                    for pkt in packets:
+                        await ws.send(pkt.encode())
+                except (asyncio.CancelledError, Exception):
+                    break
+            await ws.close()
+
+        writer_task = asyncio.ensure_future(writer())
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await websocket_wait()
+            except (asyncio.CancelledError, Exception):
+                break  # silent past the timeout, closed, or a frame over the limit
+            if data is None:
+                break  # closed by the client
+            try:
+                await self.receive(eio_packet.Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                break
+            except (asyncio.CancelledError, Exception):
+                server.logger.exception("Unknown receive error")
+        await self.queue.put(None)  # unlock the writer task so it can exit
+        await writer_task
+        await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+class _Body:
+    """A request body as the WSGI-like ``wsgi.input`` python-engineio reads."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes | None) -> None:
+        self.payload = payload or b""
+
+    async def read(self, length: int | None = None) -> bytes:
+        if length is None:
+            data, self.payload = self.payload, b""
+        else:
+            data, self.payload = self.payload[:length], self.payload[length:]
+        return data
+
+
+def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
+    """python-engineio's Tornado ``translate_request``, but for one thing: it defines its body
+    class inside the function, so every request made a class object of its own (~1 KB, kept as
+    long as the environ, i.e. a WebSocket's whole life); this one shares ``_Body``."""
+    request = handler.request
+    uri = request.path + ("?" + request.query if request.query else "")
+    environ: dict[str, Any] = {
+        "wsgi.input": _Body(request.body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.async": True,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "SERVER_SOFTWARE": "aiohttp",
+        "REQUEST_METHOD": request.method,
+        "QUERY_STRING": request.query or "",
+        "RAW_URI": uri,
+        "SERVER_PROTOCOL": f"HTTP/{request.version}",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "0",
+        "SERVER_NAME": "aiohttp",
+        "SERVER_PORT": "0",
+        "tornado.handler": handler,
+    }
+    for name, value in request.headers.items():
+        name = name.upper()
+        if name == "CONTENT-TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif name == "CONTENT-LENGTH":
+            environ["CONTENT_LENGTH"] = value
+        else:
+            environ["HTTP_" + name.replace("-", "_")] = value
+    environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+    environ["PATH_INFO"] = urllib.parse.urlsplit(request.path).path
+    environ["SCRIPT_NAME"] = ""
+    return environ
+
+
 class EngineServer(engineio.AsyncServer):
     """python-engineio's server with the boundary fixes; always ``async_mode='tornado'``.
 
@@ -149,7 +325,11 @@ class EngineServer(engineio.AsyncServer):
         super().__init__(**options)
         self.websocket_compression = websocket_compression
         # python-engineio's mode table is shared by every server: copy it before changing it
-        self._async = {**self._async, "websocket": _UpgradingWebSocket}
+        self._async = {
+            **self._async,
+            "websocket": _UpgradingWebSocket,
+            "translate_request": translate_request,
+        }
         #: Engine.IO sids with a long-polling GET in flight (at most one each).
         self.polling: set[str] = set()
         self.max_connections_per_ip = max_connections_per_ip
@@ -172,8 +352,8 @@ class EngineServer(engineio.AsyncServer):
         self._owed_noops: dict[str, float] = {}
         #: python-engineio's background tasks still running (see start_background_task)
         self._background: set[asyncio.Task[Any]] = set()
-        #: each open session's next PING, asleep in its task (see start_background_task)
-        self._pings: dict[str, asyncio.Task[Any]] = {}
+        #: each session's next PING (see start_background_task)
+        self._pings: dict[str, asyncio.TimerHandle] = {}
 
     def reserve(self, address: str) -> bool:
         """Take a place for a new session of `address` if ``max_connections_per_ip`` allows,
@@ -210,6 +390,8 @@ class EngineServer(engineio.AsyncServer):
         self._addresses[sid] = address
         socket = self.sockets.get(sid)
         if socket is not None:
+            if type(socket) is AsyncSocket:
+                socket.__class__ = _LeanSocket
             socket.queue.sid = sid
 
     def session_closed(self, sid: str) -> None:
@@ -218,45 +400,58 @@ class EngineServer(engineio.AsyncServer):
         address = self._addresses.pop(sid, None)
         if address is not None:
             self.release(address)
-        ping = self._pings.pop(sid, None)
-        if ping is not None and ping is not asyncio.current_task():
-            ping.cancel()  # (a PING that found the client gone is closing it: it ends itself)
+        timer = self._pings.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
 
-    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task:
-        """python-engineio's public hook for the tasks it starts (the heartbeat monitor, and
-        each session's next PING, which sleeps ping_interval first): kept, so that shutdown()
-        can end them instead of leaving them asleep past the server's end. A session's PING
-        also ends with its session (``session_closed``), or at once if that has closed already
-        (a PONG read after the close): else every closed session, a handshake refused after
-        its session was made among them, would leave a task asleep for ping_interval."""
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task | None:
+        """python-engineio's public hook for the tasks it starts: kept, so that shutdown() can
+        end them instead of leaving them asleep past the server's end.
+
+        Except each session's next PING: python-engineio starts a task per session that sleeps
+        ping_interval and then queues the PING, i.e. a task, its coroutine frames and a sleep
+        future per idle connection for its whole life (~1.5 KB). A timer on the loop does the
+        same for ~0.2 KB (``_ping``)."""
+        socket = getattr(target, "__self__", None)
+        if isinstance(socket, AsyncSocket) and target.__func__ is AsyncSocket._send_ping:
+            if not (socket.closing or socket.closed):  # a PONG read after the close: no PING
+                loop = asyncio.get_running_loop()
+                self._pings[socket.sid] = loop.call_later(self.ping_interval, self._ping, socket)
+            return None
         task = super().start_background_task(target, *args, **kwargs)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        socket = getattr(target, "__self__", None)
-        if isinstance(socket, AsyncSocket):  # AsyncSocket.schedule_ping's _send_ping
-            if socket.closing or socket.closed:
-                task.cancel()
-            else:
-                self._pings[socket.sid] = task
-                task.add_done_callback(lambda done: self._forget_ping(socket.sid, done))
         return task
 
-    def _forget_ping(self, sid: str, task: asyncio.Task[Any]) -> None:
-        if self._pings.get(sid) is task:
-            del self._pings[sid]
+    @property
+    def pending_pings(self) -> int:
+        """Sessions whose next PING is scheduled."""
+        return len(self._pings)
+
+    def _ping(self, socket: AsyncSocket) -> None:
+        """python-engineio's ``AsyncSocket._send_ping`` after its sleep: queue a PING and note
+        when (its ``send`` would first check the ping timeout, which cannot have passed since
+        ``last_ping`` is now, and then put the packet on the unbounded queue)."""
+        self._pings.pop(socket.sid, None)
+        if not socket.closing and not socket.closed:
+            socket.last_ping = time.time()
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
 
     async def shutdown(self) -> None:
         """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),
-        then cancel and await every other task it started, e.g. each session's pending PING."""
+        then cancel every pending PING and cancel and await every other task it started."""
         if self.service_task_handle is not None:
             await super().shutdown()
+        for timer in self._pings.values():
+            timer.cancel()
+        self._pings.clear()
         tasks = [task for task in self._background if not task.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
 
-    def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
+    def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
         return _Outbox(self)
 
     def _ok(self, packets=None, headers=None, jsonp_index=None):
@@ -298,7 +493,7 @@ class EngineServer(engineio.AsyncServer):
         if deadline is None or deadline < asyncio.get_running_loop().time():
             return False
         response = self._ok([eio_packet.Packet(eio_packet.NOOP)])
-        await self._make_response(response, eio_tornado.translate_request(handler))
+        await self._make_response(response, translate_request(handler))
         return True
 
     def output_overflowed(self, sid: str) -> None:
@@ -419,6 +614,11 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
     max_packets = engineio.payload.Payload.max_decode_packets
 
     class EngineHandler(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # python-engineio's handler makes an asyncio.Queue (~3 KB); the reader needs less
+            self.receive_queue = LeanQueue()
+
         _sid: str | None = None
         _transport: str | None = None
         #: set once this WebSocket sent a frame that is not an Engine.IO packet

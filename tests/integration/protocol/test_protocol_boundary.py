@@ -51,24 +51,12 @@ async def refused_status(url: str, query: str, headers: dict[str, str] | None = 
     return info.value.code
 
 
-#: the coroutine of a session's next PING, which python-engineio starts as the session opens
-#: and which sleeps ping_interval first
-PING_TASK = "AsyncSocket._send_ping"
-
-
-def pings_asleep() -> list[asyncio.Task]:
-    """The sessions' next PINGs still to come: running, and not cancelled."""
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if task.get_coro().__qualname__ == PING_TASK and not task.done() and not task.cancelling()
-    ]
-
-
 def no_session_left(sio: Server) -> bool:
-    """No session, no place under the per-address limit, no task of a session."""
+    """No session, no place under the per-address limit, no PING still to come."""
     return (
-        not sio.eio.sockets and sio.eio.connections_from("127.0.0.1") == 0 and not pings_asleep()
+        not sio.eio.sockets
+        and sio.eio.connections_from("127.0.0.1") == 0
+        and sio.eio.pending_pings == 0
     )
 
 
@@ -170,14 +158,16 @@ async def test_close_by_post_answers_the_racing_poll_with_a_noop(url: str) -> No
 
 
 @pytest.mark.gen_test
-async def test_a_sessions_next_ping_ends_with_the_session(open_peer, events: Events) -> None:
+async def test_a_sessions_next_ping_ends_with_the_session(
+    open_peer, events: Events, sio: Server
+) -> None:
     peer = await open_peer()
     await peer.send("40")
     assert (await peer.recv()).startswith("40{")
-    assert len(pings_asleep()) == 1  # asleep for ping_interval, longer than the test
+    assert sio.eio.pending_pings == 1  # due in ping_interval, longer than the test
     await peer.send("1")  # the client closes the session
     await events.wait_for("disconnect")
-    assert pings_asleep() == []
+    assert sio.eio.pending_pings == 0
 
 
 # -- the per-address limit admits and counts in one step -------------------------------------

@@ -93,6 +93,7 @@ async def test_close_all_ends_every_session_and_the_counts_follow(
 
 
 #: the coroutines of the tasks python-engineio starts: its heartbeat monitor, a session's next PING
+#: what python-engineio runs in tasks of its own; each session's next PING is a timer instead
 ENGINEIO_TASKS = frozenset({"AsyncServer._service_task", "AsyncSocket._send_ping"})
 
 
@@ -104,19 +105,45 @@ def engineio_tasks() -> list[str]:
     ]
 
 
+#: tasks python-engineio's own waits would add to every idle WebSocket session
+PER_SESSION_WAITS = frozenset({
+    "AsyncSocket._send_ping",
+    "AsyncSocket._websocket_handler.<locals>.websocket_wait",
+    "LeanQueue.get",
+    "_Outbox.get",
+})
+
+
 @pytest.mark.gen_test
-async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server) -> None:
-    """A session's next PING sleeps ping_interval in a task of its own; shutdown() must not
-    leave it (or the heartbeat monitor) running past the server's end."""
+async def test_an_idle_websocket_session_waits_without_tasks_of_its_own(url: str) -> None:
+    """Idle memory (docs/benchmarks.md, issue 15): the reader, the writer's poll and the next
+    PING wait under timeouts and timers, not in a task per wait."""
     peer = await WsPeer.open(url)
     try:
         assert (await peer.recv()).startswith("0{")
         await joined(peer)
-        assert sorted(engineio_tasks()) == sorted(ENGINEIO_TASKS)
+        names = {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}
+        assert "_LeanSocket._websocket_handler.<locals>.writer" in names
+        assert not names & PER_SESSION_WAITS
+    finally:
+        peer.close()
+
+
+@pytest.mark.gen_test
+async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server) -> None:
+    """A session's next PING waits ping_interval on a timer (not a task per session);
+    shutdown() must leave neither it nor the heartbeat monitor running past the server's end."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        assert engineio_tasks() == ["AsyncServer._service_task"]
+        assert sio.eio.pending_pings == 1
 
         await sio.close_all()
         await sio.shutdown()
 
         assert engineio_tasks() == []
+        assert sio.eio.pending_pings == 0
     finally:
         peer.close()
