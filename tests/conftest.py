@@ -126,6 +126,20 @@ def rollcall(io_loop, config: Config, services: Services) -> Iterator[Rollcall]:
 
 
 @pytest.fixture
+def url(http_server, http_port: int) -> str:
+    """The in-process server (the `app` fixture) listening on a free port; 127.0.0.1 because
+    node may resolve localhost to ::1 first."""
+    return f"http://127.0.0.1:{http_port}"
+
+
+@pytest.fixture
+def secret(config: Config) -> str:
+    """The secret the server verifies access tokens with."""
+    assert config.access_token_secret is not None
+    return config.access_token_secret
+
+
+@pytest.fixture
 def app(rollcall):
     return rollcall[0]
 

@@ -18,8 +18,6 @@ from tests.integration.join_lesson.conftest import (  # noqa: F401 - fixtures, r
     lesson,
     mixpanel_events,
     mixpanel_url,
-    secret,
-    url,
 )
 from tests.integration.lifecycle.conftest import server_events  # noqa: F401 - fixture, reused as it is
 

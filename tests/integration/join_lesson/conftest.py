@@ -48,13 +48,6 @@ def config(config: Config, mixpanel_url: str) -> Config:
 
 
 @pytest.fixture
-def secret(config: Config) -> str:
-    """The secret the server verifies access tokens with."""
-    assert config.access_token_secret is not None
-    return config.access_token_secret
-
-
-@pytest.fixture
 def lesson(database: psycopg2.extensions.connection) -> str:
     """A lesson of SEATS seats in which u1 has seat 7."""
     with database.cursor() as cur:
@@ -64,11 +57,6 @@ def lesson(database: psycopg2.extensions.connection) -> str:
             (LESSON, "u1", 7),
         )
     return LESSON
-
-
-@pytest.fixture
-def url(http_server, http_port: int) -> str:
-    return f"http://127.0.0.1:{http_port}"
 
 
 @pytest.fixture(params=["polling", "websocket"])

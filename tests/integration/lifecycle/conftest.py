@@ -16,9 +16,7 @@ from tests.integration.join_lesson.conftest import (  # noqa: F401 - fixtures, r
     lesson,
     mixpanel_events,
     mixpanel_url,
-    secret,
     transport,
-    url,
 )
 from tests.support.lifecycle import ServerEvents
 

@@ -36,12 +36,6 @@ def app(sio: Server) -> tornado.web.Application:
 
 
 @pytest.fixture
-def url(http_server: Any, http_port: int) -> str:
-    """The server's base URL; 127.0.0.1 because node may resolve localhost to ::1 first."""
-    return f"http://127.0.0.1:{http_port}"
-
-
-@pytest.fixture
 def node_client(
     io_loop: tornado.ioloop.IOLoop, http_server: Any
 ) -> Iterator[Callable[[], Awaitable[NodeClient]]]:

@@ -37,12 +37,6 @@ def config(config: Config) -> Config:
 
 
 @pytest.fixture
-def url(http_server, http_port: int) -> str:
-    """The in-process server (the `app` fixture) listening on a free port."""
-    return f"http://127.0.0.1:{http_port}"
-
-
-@pytest.fixture
 def lesson(database: psycopg2.extensions.connection) -> str:
     """A lesson of SEAT_COUNT seats in which student s1 has seat 2."""
     with database.cursor() as cur:

@@ -8,15 +8,7 @@ from collections.abc import Iterator
 import pytest
 import socketio
 
-from config import Config
 from tests.integration.join_lesson.conftest import lesson  # noqa: F401 - fixture, reused as it is
-
-
-@pytest.fixture
-def secret(config: Config) -> str:
-    """The access-token secret every process of a test shares."""
-    assert config.access_token_secret is not None
-    return config.access_token_secret
 
 
 @pytest.fixture
