@@ -29,7 +29,7 @@ from store.liveness import Claim, ClaimLost, Liveness, Renewal
 from store.presence import SWEPT_TTL
 from tasks import cancel_and_wait
 
-log = logging.getLogger("rollcall.sweeper")
+log = logging.getLogger(__name__)
 
 
 class Sweeper:

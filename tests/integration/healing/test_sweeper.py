@@ -9,6 +9,7 @@ import logging
 import pytest
 import redis
 
+from handlers import healing
 from handlers.connections import Connections
 from handlers.healing import Sweeper
 from store.keys import HELD_KEY, PROCESSES_KEY, SWEPT_KEY
@@ -38,7 +39,7 @@ async def test_a_broken_dead_process_does_not_stop_the_sweep_of_the_others(
         redis_db.hset(HELD_KEY.format(process_id="dead"), held_field(ParticipantEntry("L", "c1")),
                       "s1")
 
-        with caplog.at_level(logging.INFO, logger="rollcall.sweeper"):
+        with caplog.at_level(logging.INFO, logger=healing.log.name):
             await sweeper_of(store).tick()
 
         assert not redis_db.exists("lesson_student_L")
@@ -56,11 +57,11 @@ async def test_a_heartbeat_without_redis_says_so_once(caplog: pytest.LogCaptureF
     store = PresenceStore.open(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
     sweeper = sweeper_of(store)
     try:
-        with caplog.at_level(logging.INFO, logger="rollcall.sweeper"):
+        with caplog.at_level(logging.INFO, logger=healing.log.name):
             await sweeper.tick()
             await sweeper.tick()
         logged = [
-            (r.levelno, r.getMessage()) for r in caplog.records if r.name == "rollcall.sweeper"
+            (r.levelno, r.getMessage()) for r in caplog.records if r.name == healing.log.name
         ]
         assert len(logged) == 1
         assert logged[0][0] == logging.WARNING and logged[0][1].startswith("heartbeat: redis")
