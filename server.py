@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import signal
 import sys
@@ -44,6 +45,8 @@ SOCKETIO_PATH = r"/socket.io/"
 # all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
 SHUTDOWN_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 4.0
+#: allocations between two collections of the youngest generation (Python's default: 700)
+GC_YOUNG_THRESHOLD = 10_000
 
 
 @dataclass
@@ -221,6 +224,7 @@ async def serve(config: Config) -> None:
     http_server.listen(config.port, config.host)
     loop_lag = metrics.LoopLagMonitor()
     loop_lag.start()
+    settle_heap()
     log.info(
         "rollcall listening on http://%s:%d (process %s)",
         config.host,
@@ -248,6 +252,22 @@ async def serve(config: Config) -> None:
     except TimeoutError:
         log.warning("services still closing %.0f s after the signal; exiting", SHUTDOWN_TIMEOUT)
     log.info("stopped")
+
+
+def settle_heap() -> None:
+    """Once start-up is done: move what it built (modules, the app, the pools; it lives as long
+    as the process) out of the collector's reach, and collect the youngest generation after
+    GC_YOUNG_THRESHOLD allocations instead of 700.
+
+    Under a burst of joins, each in flight holds dozens of containers, so the default threshold
+    ran ~100 collections a second, and every 100th of them walked the whole start-up heap: ~7% of
+    the server's CPU in the join bench, ~0 after this. Garbage without cycles is freed by
+    reference counting as before; only cyclic garbage waits longer, at most a few thousand
+    objects.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def run(config: Config) -> None:

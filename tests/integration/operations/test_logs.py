@@ -49,6 +49,21 @@ def test_text_line_is_readable_and_carries_the_event_fields_in_order() -> None:
 FORGED_LINE = "2026-11-27 10:00:00,000 INFO handlers.join_lesson: join_lesson outcome=SUCCESS"
 
 
+def test_each_set_of_extras_gets_its_own_fields_order_and_masking() -> None:
+    # The order and masking are worked out once per set of names: records with other names,
+    # or the same names with other values, must not get another record's.
+    plain = logs.extra_fields(record(**JOIN_FIELDS))
+    with_reason = logs.extra_fields(record(**JOIN_FIELDS, reason="gone", zeta=1, alpha=2))
+    secret = logs.extra_fields(record(event="x", api_token=SECRET, _private="hidden"))
+    again = logs.extra_fields(record(**{**JOIN_FIELDS, "sid": "other"}))
+    assert list(plain) == list(JOIN_FIELDS)
+    assert list(with_reason) == [
+        "event", "sid", "role", "lesson_id", "outcome", "reason", "duration_ms", "alpha", "zeta"
+    ]
+    assert secret == {"event": "x", "api_token": logs.REDACTED}
+    assert again["sid"] == "other" and plain["sid"] == "abc123"
+
+
 def test_text_values_from_clients_cannot_forge_a_line_or_drive_the_terminal() -> None:
     line = logs.TextFormatter().format(record(
         user_id=f"u1\n{FORGED_LINE}", lesson_id="l1\x1b[2J\x1b[31m", sid="abc"

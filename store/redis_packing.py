@@ -1,0 +1,51 @@
+"""Redis connections that pack commands with hiredis (C) instead of redis-py's Python packer.
+
+redis.asyncio packs every argument of every command in Python (an encode, a length, two joins per
+argument): ~11 µs per join script call of ~20 arguments, ~6% of the server's time under a join
+burst. hiredis (a declared dependency, already the reply parser) packs the same bytes in ~2 µs;
+redis-py's own `HiredisRespSerializer` (which its synchronous client uses) does the call, so the
+errors stay redis-py's (DataError for a value it cannot send).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.connection import HiredisRespSerializer
+
+_SERIALIZER = HiredisRespSerializer()
+
+
+class _HiredisPacking:
+    """Mixed into each of redis.asyncio's connection classes, before it."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _SERIALIZER.pack(*args)
+
+
+class Connection(_HiredisPacking, aioredis.Connection):
+    """redis://"""
+
+
+class SSLConnection(_HiredisPacking, aioredis.SSLConnection):
+    """rediss://"""
+
+
+class UnixDomainSocketConnection(_HiredisPacking, aioredis.UnixDomainSocketConnection):
+    """unix://"""
+
+
+_PACKED = {
+    aioredis.Connection: Connection,
+    aioredis.SSLConnection: SSLConnection,
+    aioredis.UnixDomainSocketConnection: UnixDomainSocketConnection,
+}
+
+
+def from_url(url: str, **kwargs: Any) -> aioredis.Redis:
+    """`redis.asyncio.Redis.from_url`, its pool's connections packing with hiredis."""
+    client = aioredis.Redis.from_url(url, **kwargs)
+    pool = client.connection_pool
+    pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
+    return client
