@@ -12,7 +12,7 @@ from protocol import Server
 from protocol.manager import Manager, NotAttached
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
-from tests.integration.protocol.conftest import Events
+from tests.integration.protocol.conftest import PING_INTERVAL, Events
 from tests.support.raw_peers import PollPeer, WsPeer
 
 #: a Redis nothing listens on: the transport is built, never connected
@@ -147,3 +147,25 @@ async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server
         assert sio.eio.pending_pings == 0
     finally:
         peer.close()
+
+
+@pytest.mark.gen_test
+async def test_one_shared_schedule_pings_every_session_past_a_closed_one(
+    url: str, sio: Server
+) -> None:
+    """Every session's next PING is an entry of one schedule under one timer: the session
+    first in it closing must not stop the PINGs of those after it, and each keeps its cycle."""
+    first = await WsPeer.open(url)
+    second = await WsPeer.open(url)
+    try:
+        for peer in (first, second):
+            assert (await peer.recv()).startswith("0{")
+            await joined(peer)
+        assert sio.eio.pending_pings == 2
+        first.close()  # the schedule's first entry goes; the timer armed for it stays
+        for _ in range(3):  # three cycles, each answered, each PING rescheduling the next
+            assert await asyncio.wait_for(second.inbox.get(), 2 * PING_INTERVAL) == "2"
+            await second.send("3")
+    finally:
+        first.close()
+        second.close()
