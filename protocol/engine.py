@@ -781,6 +781,10 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(*self._close_on_open)
             elif self._opened is not None and not self._opened.done():
                 self._opened.set_result(True)
+            # Emptied in place, since WebSocketHandler.get holds the object for the connection's
+            # life (~1 KB of lists and names a WebSocket): Tornado reads them only for the
+            # handshake, and python-engineio and the Socket.IO handlers read the environ.
+            self.request.headers.clear()
 
         def get_compression_options(self) -> dict[str, Any] | None:
             """No permessage-deflate unless the server was built with ``websocket_compression``,

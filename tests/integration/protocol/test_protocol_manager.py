@@ -7,6 +7,7 @@ import asyncio
 import inspect
 
 import pytest
+import tornado.httpclient
 
 from protocol import Server
 from protocol.manager import Manager, NotAttached
@@ -169,3 +170,25 @@ async def test_one_shared_schedule_pings_every_session_past_a_closed_one(
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.gen_test
+async def test_an_open_websocket_keeps_its_headers_only_in_the_environ(
+    url: str, sio: Server
+) -> None:
+    """Tornado's parsed handshake headers are emptied once the WebSocket is open; the environ
+    python-engineio and the connect handlers read keeps its own copy."""
+    peer = await WsPeer.connect(
+        tornado.httpclient.HTTPRequest(
+            url.replace("http", "ws") + "?EIO=4&transport=websocket",
+            headers={"User-Agent": "idle-test"},
+        )
+    )
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        (sid,) = sio.eio.sockets
+        assert len(sio.eio._websockets[sid].request.headers) == 0
+        assert sio._clients[sid].environ["HTTP_USER_AGENT"] == "idle-test"
+    finally:
+        peer.close()
