@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import sys
 import time
@@ -69,6 +70,8 @@ PACKET_OVERHEAD = 64
 #: how early the shared PING timer may fire and still count a deadline as due (the loop's
 #: timers are as coarse as a millisecond; asyncio allows its clock resolution the same way)
 PING_CLOCK_SLACK = 0.001
+#: how many distinct request texts (header names, values, paths) ``_shared`` keeps
+SHARED_TEXTS = 1024
 
 _log = logging.getLogger(__name__)
 
@@ -268,12 +271,32 @@ class _Body:
         return data
 
 
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _shared(text: str) -> str:
+    """One string object for each recently seen text: a WebSocket's environ lives as long as
+    the connection, and most of its texts (header names and values, the path, the query) are
+    the same for every client of one kind, so they are held once, not once per connection.
+    Bounded, so that texts unique to a request (a WebSocket key, a cookie) only pass through."""
+    return text
+
+
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _environ_key(name: str) -> str:
+    """The WSGI environ key of a header name (``HTTP_USER_AGENT``), one object per name."""
+    name = name.upper()
+    if name in ("CONTENT-TYPE", "CONTENT-LENGTH"):
+        return name.replace("-", "_")
+    return "HTTP_" + name.replace("-", "_")
+
+
 def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
-    """python-engineio's Tornado ``translate_request``, but for one thing: it defines its body
+    """python-engineio's Tornado ``translate_request``, but for two things: it defines its body
     class inside the function, so every request made a class object of its own (~1 KB, kept as
-    long as the environ, i.e. a WebSocket's whole life); this one shares ``_Body``."""
+    long as the environ, i.e. a WebSocket's whole life); this one shares ``_Body``. And its keys
+    and texts are ``_shared`` between requests."""
     request = handler.request
-    uri = request.path + ("?" + request.query if request.query else "")
+    query = _shared(request.query or "")
+    uri = _shared(request.path + ("?" + query if query else ""))
     environ: dict[str, Any] = {
         "wsgi.input": _Body(request.body),
         "wsgi.errors": sys.stderr,
@@ -283,10 +306,10 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
         "SERVER_SOFTWARE": "aiohttp",
-        "REQUEST_METHOD": request.method,
-        "QUERY_STRING": request.query or "",
+        "REQUEST_METHOD": _shared(request.method),
+        "QUERY_STRING": query,
         "RAW_URI": uri,
-        "SERVER_PROTOCOL": f"HTTP/{request.version}",
+        "SERVER_PROTOCOL": _shared(f"HTTP/{request.version}"),
         "REMOTE_ADDR": "127.0.0.1",
         "REMOTE_PORT": "0",
         "SERVER_NAME": "aiohttp",
@@ -294,15 +317,9 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
         "tornado.handler": handler,
     }
     for name, value in request.headers.items():
-        name = name.upper()
-        if name == "CONTENT-TYPE":
-            environ["CONTENT_TYPE"] = value
-        elif name == "CONTENT-LENGTH":
-            environ["CONTENT_LENGTH"] = value
-        else:
-            environ["HTTP_" + name.replace("-", "_")] = value
+        environ[_environ_key(name)] = _shared(value)
     environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
-    environ["PATH_INFO"] = urllib.parse.urlsplit(request.path).path
+    environ["PATH_INFO"] = _shared(urllib.parse.urlsplit(request.path).path)
     environ["SCRIPT_NAME"] = ""
     return environ
 

@@ -192,3 +192,25 @@ async def test_an_open_websocket_keeps_its_headers_only_in_the_environ(
         assert sio._clients[sid].environ["HTTP_USER_AGENT"] == "idle-test"
     finally:
         peer.close()
+
+
+@pytest.mark.gen_test
+async def test_two_websockets_environs_share_their_common_texts(url: str, sio: Server) -> None:
+    """An environ lives as long as its WebSocket: the header names and values two clients
+    have in common are one object each, not a copy per connection; texts unique to one
+    client (its WebSocket key) stay its own."""
+    peers = [await WsPeer.open(url) for _ in range(2)]
+    try:
+        for peer in peers:
+            assert (await peer.recv()).startswith("0{")
+            await joined(peer)
+        first, second = (client.environ for client in sio._clients.values())
+        assert first["HTTP_SEC_WEBSOCKET_KEY"] != second["HTTP_SEC_WEBSOCKET_KEY"]
+        for key in ("HTTP_HOST", "HTTP_UPGRADE", "HTTP_SEC_WEBSOCKET_VERSION", "QUERY_STRING"):
+            assert first[key] == second[key]
+            assert first[key] is second[key]
+        shared_keys = {id(k) for k in first if k.startswith("HTTP_")}
+        assert shared_keys == {id(k) for k in second if k.startswith("HTTP_")}
+    finally:
+        for peer in peers:
+            peer.close()
