@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import sys
 import time
@@ -66,6 +67,11 @@ UNLIMITED = 0
 OUTPUT_LIMIT_PAYLOADS = 4
 #: What a queued packet without a text or binary payload (OPEN, PING, NOOP...) is counted as.
 PACKET_OVERHEAD = 64
+#: how early the shared PING timer may fire and still count a deadline as due (the loop's
+#: timers are as coarse as a millisecond; asyncio allows its clock resolution the same way)
+PING_CLOCK_SLACK = 0.001
+#: how many distinct request texts (header names, values, paths) ``_shared`` keeps
+SHARED_TEXTS = 1024
 
 _log = logging.getLogger(__name__)
 
@@ -265,12 +271,32 @@ class _Body:
         return data
 
 
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _shared(text: str) -> str:
+    """One string object for each recently seen text: a WebSocket's environ lives as long as
+    the connection, and most of its texts (header names and values, the path, the query) are
+    the same for every client of one kind, so they are held once, not once per connection.
+    Bounded, so that texts unique to a request (a WebSocket key, a cookie) only pass through."""
+    return text
+
+
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _environ_key(name: str) -> str:
+    """The WSGI environ key of a header name (``HTTP_USER_AGENT``), one object per name."""
+    name = name.upper()
+    if name in ("CONTENT-TYPE", "CONTENT-LENGTH"):
+        return name.replace("-", "_")
+    return "HTTP_" + name.replace("-", "_")
+
+
 def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
-    """python-engineio's Tornado ``translate_request``, but for one thing: it defines its body
+    """python-engineio's Tornado ``translate_request``, but for two things: it defines its body
     class inside the function, so every request made a class object of its own (~1 KB, kept as
-    long as the environ, i.e. a WebSocket's whole life); this one shares ``_Body``."""
+    long as the environ, i.e. a WebSocket's whole life); this one shares ``_Body``. And its keys
+    and texts are ``_shared`` between requests."""
     request = handler.request
-    uri = request.path + ("?" + request.query if request.query else "")
+    query = _shared(request.query or "")
+    uri = _shared(request.path + ("?" + query if query else ""))
     environ: dict[str, Any] = {
         "wsgi.input": _Body(request.body),
         "wsgi.errors": sys.stderr,
@@ -280,10 +306,10 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
         "SERVER_SOFTWARE": "aiohttp",
-        "REQUEST_METHOD": request.method,
-        "QUERY_STRING": request.query or "",
+        "REQUEST_METHOD": _shared(request.method),
+        "QUERY_STRING": query,
         "RAW_URI": uri,
-        "SERVER_PROTOCOL": f"HTTP/{request.version}",
+        "SERVER_PROTOCOL": _shared(f"HTTP/{request.version}"),
         "REMOTE_ADDR": "127.0.0.1",
         "REMOTE_PORT": "0",
         "SERVER_NAME": "aiohttp",
@@ -291,15 +317,9 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
         "tornado.handler": handler,
     }
     for name, value in request.headers.items():
-        name = name.upper()
-        if name == "CONTENT-TYPE":
-            environ["CONTENT_TYPE"] = value
-        elif name == "CONTENT-LENGTH":
-            environ["CONTENT_LENGTH"] = value
-        else:
-            environ["HTTP_" + name.replace("-", "_")] = value
+        environ[_environ_key(name)] = _shared(value)
     environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
-    environ["PATH_INFO"] = urllib.parse.urlsplit(request.path).path
+    environ["PATH_INFO"] = _shared(urllib.parse.urlsplit(request.path).path)
     environ["SCRIPT_NAME"] = ""
     return environ
 
@@ -352,8 +372,11 @@ class EngineServer(engineio.AsyncServer):
         self._owed_noops: dict[str, float] = {}
         #: python-engineio's background tasks still running (see start_background_task)
         self._background: set[asyncio.Task[Any]] = set()
-        #: each session's next PING (see start_background_task)
-        self._pings: dict[str, asyncio.TimerHandle] = {}
+        #: each session's next PING, as the loop time it is due (see start_background_task):
+        #: every session waits the same ping_interval, so insertion order is deadline order and
+        #: one loop timer, armed for the first, serves them all
+        self._pings: dict[str, float] = {}
+        self._ping_timer: asyncio.TimerHandle | None = None
 
     def reserve(self, address: str) -> bool:
         """Take a place for a new session of `address` if ``max_connections_per_ip`` allows,
@@ -400,9 +423,7 @@ class EngineServer(engineio.AsyncServer):
         address = self._addresses.pop(sid, None)
         if address is not None:
             self.release(address)
-        timer = self._pings.pop(sid, None)
-        if timer is not None:
-            timer.cancel()
+        self._pings.pop(sid, None)  # the shared timer finds nothing due for it
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task | None:
         """python-engineio's public hook for the tasks it starts: kept, so that shutdown() can
@@ -410,13 +431,12 @@ class EngineServer(engineio.AsyncServer):
 
         Except each session's next PING: python-engineio starts a task per session that sleeps
         ping_interval and then queues the PING, i.e. a task, its coroutine frames and a sleep
-        future per idle connection for its whole life (~1.5 KB). A timer on the loop does the
-        same for ~0.2 KB (``_ping``)."""
+        future per idle connection for its whole life (~1.5 KB). An entry in one shared
+        schedule does the same for ~0.1 KB (``_schedule_ping``), not even a timer of its own."""
         socket = getattr(target, "__self__", None)
         if isinstance(socket, AsyncSocket) and target.__func__ is AsyncSocket._send_ping:
             if not (socket.closing or socket.closed):  # a PONG read after the close: no PING
-                loop = asyncio.get_running_loop()
-                self._pings[socket.sid] = loop.call_later(self.ping_interval, self._ping, socket)
+                self._schedule_ping(socket.sid)
             return None
         task = super().start_background_task(target, *args, **kwargs)
         self._background.add(task)
@@ -428,11 +448,38 @@ class EngineServer(engineio.AsyncServer):
         """Sessions whose next PING is scheduled."""
         return len(self._pings)
 
+    def _schedule_ping(self, sid: str) -> None:
+        """Queue `sid`'s next PING ping_interval from now, at the end of the schedule (its
+        latest deadline), and arm the shared timer if nothing else is due before."""
+        loop = asyncio.get_running_loop()
+        pings = self._pings
+        pings.pop(sid, None)  # re-inserted last, where its new deadline belongs
+        pings[sid] = loop.time() + self.ping_interval
+        if self._ping_timer is None:
+            self._ping_timer = loop.call_at(pings[next(iter(pings))], self._send_due_pings)
+
+    def _send_due_pings(self) -> None:
+        """The shared timer: PING every session now due (from the front of the schedule), then
+        re-arm for the first one that is not. Sessions closed since simply are not there."""
+        self._ping_timer = None
+        loop = asyncio.get_running_loop()
+        due = loop.time() + PING_CLOCK_SLACK
+        pings = self._pings
+        while pings:
+            sid = next(iter(pings))
+            deadline = pings[sid]
+            if deadline > due:
+                self._ping_timer = loop.call_at(deadline, self._send_due_pings)
+                return
+            del pings[sid]
+            socket = self.sockets.get(sid)
+            if socket is not None:
+                self._ping(socket)
+
     def _ping(self, socket: AsyncSocket) -> None:
         """python-engineio's ``AsyncSocket._send_ping`` after its sleep: queue a PING and note
         when (its ``send`` would first check the ping timeout, which cannot have passed since
         ``last_ping`` is now, and then put the packet on the unbounded queue)."""
-        self._pings.pop(socket.sid, None)
         if not socket.closing and not socket.closed:
             socket.last_ping = time.time()
             socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
@@ -442,8 +489,9 @@ class EngineServer(engineio.AsyncServer):
         then cancel every pending PING and cancel and await every other task it started."""
         if self.service_task_handle is not None:
             await super().shutdown()
-        for timer in self._pings.values():
-            timer.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
         self._pings.clear()
         tasks = [task for task in self._background if not task.done()]
         for task in tasks:
@@ -750,6 +798,10 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(*self._close_on_open)
             elif self._opened is not None and not self._opened.done():
                 self._opened.set_result(True)
+            # Emptied in place, since WebSocketHandler.get holds the object for the connection's
+            # life (~1 KB of lists and names a WebSocket): Tornado reads them only for the
+            # handshake, and python-engineio and the Socket.IO handlers read the environ.
+            self.request.headers.clear()
 
         def get_compression_options(self) -> dict[str, Any] | None:
             """No permessage-deflate unless the server was built with ``websocket_compression``,

@@ -7,12 +7,13 @@ import asyncio
 import inspect
 
 import pytest
+import tornado.httpclient
 
 from protocol import Server
 from protocol.manager import Manager, NotAttached
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
-from tests.integration.protocol.conftest import Events
+from tests.integration.protocol.conftest import PING_INTERVAL, Events
 from tests.support.raw_peers import PollPeer, WsPeer
 
 #: a Redis nothing listens on: the transport is built, never connected
@@ -147,3 +148,69 @@ async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server
         assert sio.eio.pending_pings == 0
     finally:
         peer.close()
+
+
+@pytest.mark.gen_test
+async def test_one_shared_schedule_pings_every_session_past_a_closed_one(
+    url: str, sio: Server
+) -> None:
+    """Every session's next PING is an entry of one schedule under one timer: the session
+    first in it closing must not stop the PINGs of those after it, and each keeps its cycle."""
+    first = await WsPeer.open(url)
+    second = await WsPeer.open(url)
+    try:
+        for peer in (first, second):
+            assert (await peer.recv()).startswith("0{")
+            await joined(peer)
+        assert sio.eio.pending_pings == 2
+        first.close()  # the schedule's first entry goes; the timer armed for it stays
+        for _ in range(3):  # three cycles, each answered, each PING rescheduling the next
+            assert await asyncio.wait_for(second.inbox.get(), 2 * PING_INTERVAL) == "2"
+            await second.send("3")
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.gen_test
+async def test_an_open_websocket_keeps_its_headers_only_in_the_environ(
+    url: str, sio: Server
+) -> None:
+    """Tornado's parsed handshake headers are emptied once the WebSocket is open; the environ
+    python-engineio and the connect handlers read keeps its own copy."""
+    peer = await WsPeer.connect(
+        tornado.httpclient.HTTPRequest(
+            url.replace("http", "ws") + "?EIO=4&transport=websocket",
+            headers={"User-Agent": "idle-test"},
+        )
+    )
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        (sid,) = sio.eio.sockets
+        assert len(sio.eio._websockets[sid].request.headers) == 0
+        assert sio._clients[sid].environ["HTTP_USER_AGENT"] == "idle-test"
+    finally:
+        peer.close()
+
+
+@pytest.mark.gen_test
+async def test_two_websockets_environs_share_their_common_texts(url: str, sio: Server) -> None:
+    """An environ lives as long as its WebSocket: the header names and values two clients
+    have in common are one object each, not a copy per connection; texts unique to one
+    client (its WebSocket key) stay its own."""
+    peers = [await WsPeer.open(url) for _ in range(2)]
+    try:
+        for peer in peers:
+            assert (await peer.recv()).startswith("0{")
+            await joined(peer)
+        first, second = (client.environ for client in sio._clients.values())
+        assert first["HTTP_SEC_WEBSOCKET_KEY"] != second["HTTP_SEC_WEBSOCKET_KEY"]
+        for key in ("HTTP_HOST", "HTTP_UPGRADE", "HTTP_SEC_WEBSOCKET_VERSION", "QUERY_STRING"):
+            assert first[key] == second[key]
+            assert first[key] is second[key]
+        shared_keys = {id(k) for k in first if k.startswith("HTTP_")}
+        assert shared_keys == {id(k) for k in second if k.startswith("HTTP_")}
+    finally:
+        for peer in peers:
+            peer.close()
