@@ -8,6 +8,12 @@ import asyncio
 import pathlib
 import socket
 import sys
+from collections.abc import Iterator
+
+import tornado.ioloop
+import tornado.web
+
+from protocol import Server, get_tornado_handler
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 SCHEMA = ROOT / "store" / "schema.sql"
@@ -67,3 +73,16 @@ class ServerProcess:
             self.proc.kill()
             await self.proc.wait()
         await self._reader
+
+
+def socketio_app(sio: Server) -> tornado.web.Application:
+    """An application that serves only `sio`, for tests of the Socket.IO layer on its own."""
+    return tornado.web.Application([(r"/socket.io/", get_tornado_handler(sio))])
+
+
+def served(io_loop: tornado.ioloop.IOLoop, sio: Server) -> Iterator[Server]:
+    """Yield `sio` to a test, then end it as a server ends (its sessions closed, its engine shut
+    down), so that no task of it outlives the test's loop. A fixture body: `yield from`."""
+    yield sio
+    io_loop.run_sync(sio.close_all)
+    io_loop.run_sync(sio.shutdown)

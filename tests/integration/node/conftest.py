@@ -9,9 +9,10 @@ import pytest
 import tornado.ioloop
 import tornado.web
 
-from protocol import Server, get_tornado_handler
+from protocol import Server
 from tests.integration.node.app import ServerState, build_server
 from tests.integration.node.client import MODES, NodeClient
+from tests.support import served, socketio_app
 
 
 @pytest.fixture
@@ -23,16 +24,13 @@ def state() -> ServerState:
 def sio(io_loop: tornado.ioloop.IOLoop, state: ServerState) -> Iterator[Server]:
     """The test server; at teardown its sessions are closed and its engine shut down, as a
     server ends, so no task of it outlives the test's loop."""
-    server = build_server(state)
-    yield server
-    io_loop.run_sync(server.close_all)
-    io_loop.run_sync(server.shutdown)
+    yield from served(io_loop, build_server(state))
 
 
 @pytest.fixture
 def app(sio: Server) -> tornado.web.Application:
     """The application pytest-tornado's `http_server` serves."""
-    return tornado.web.Application([(r"/socket.io/", get_tornado_handler(sio))])
+    return socketio_app(sio)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import tornado.web
 
-from protocol import ConnectionRefusedError, Server, get_tornado_handler
+from protocol import ConnectionRefusedError, Server
+from tests.support import served, socketio_app
 from tests.support.raw_peers import RECV_TIMEOUT, PollPeer, WsPeer
 
 PING_INTERVAL = 0.3
@@ -94,15 +95,12 @@ def server_options() -> dict[str, Any]:
 def sio(io_loop, events: Events, server_options: dict[str, Any]) -> Iterator[Server]:
     """The test server; at teardown its sessions are closed and its engine shut down, as a
     server ends, so no task of it outlives the test's loop."""
-    server = build_server(events, **server_options)
-    yield server
-    io_loop.run_sync(server.close_all)
-    io_loop.run_sync(server.shutdown)
+    yield from served(io_loop, build_server(events, **server_options))
 
 
 @pytest.fixture
 def app(sio: Server) -> tornado.web.Application:
-    return tornado.web.Application([(r"/socket.io/", get_tornado_handler(sio))])
+    return socketio_app(sio)
 
 
 @pytest.fixture
