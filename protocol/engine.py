@@ -383,7 +383,7 @@ class EngineServer(engineio.AsyncServer):
         in one step with the check, so that concurrent handshakes cannot overshoot the limit.
         The handshake's session then owns the place (``session_opened``), or it is given back
         (``release``)."""
-        count = self._per_address.get(address, 0)
+        count = self.connections_from(address)
         limit = self.max_connections_per_ip
         if limit != UNLIMITED and count >= limit:
             return False
