@@ -15,13 +15,15 @@ from collections.abc import Coroutine, Generator
 from typing import Any
 
 
-def start(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]) -> None:
+def start(
+    coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]
+) -> asyncio.Task[Any] | None:
     """Run ``coro`` until it first waits; if it does, finish it in a task kept in ``tasks``
-    (the loop holds tasks weakly) until it is done."""
+    (the loop holds tasks weakly) until it is done, and return that task (None: done already)."""
     try:
         waiting_on = coro.send(None)
     except StopIteration:
-        return
+        return None
     task = asyncio.get_running_loop().create_task(_finish(coro, waiting_on))
     tasks.add(task)
 
@@ -32,6 +34,7 @@ def start(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]) -> None
         coro.close()
 
     task.add_done_callback(done)
+    return task
 
 
 async def _finish(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:

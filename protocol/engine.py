@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import functools
 import logging
 import sys
@@ -29,6 +30,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 from engineio.async_socket import AsyncSocket
 
+from . import eager
 from .queues import LeanQueue
 from .versions import require
 
@@ -36,6 +38,9 @@ from .versions import require
 #: (``_ok``, ``create_queue``, the Tornado handler's ``receive_queue``)
 ENGINEIO_SERIES = (4, 15)
 require("python-engineio", ENGINEIO_SERIES)
+#: ... and the Tornado series (its WebSocket connection's ``_write_frame`` and ``_compressor``)
+TORNADO_SERIES = (6, 6)
+require("tornado", TORNADO_SERIES)
 
 EIO_VERSION = "4"
 TRANSPORTS = frozenset({"polling", "websocket"})
@@ -62,6 +67,9 @@ HTTP_TOO_MANY_REQUESTS = 429
 # RFC 6455 close codes
 WS_PROTOCOL_ERROR = 1002
 WS_POLICY_VIOLATION = 1008
+# RFC 6455 data frame opcodes
+TEXT_OPCODE = 0x1
+BINARY_OPCODE = 0x2
 UNLIMITED = 0
 #: Default bound of one session's queued output, in --max-payload units (see EngineServer).
 OUTPUT_LIMIT_PAYLOADS = 4
@@ -140,24 +148,22 @@ class _Outbox(LeanQueue):
 
 
 class _LeanSocket(AsyncSocket):
-    """python-engineio's session, waiting without a task of its own per wait.
+    """python-engineio's session, waiting without a task of its own per wait, and talking over
+    a WebSocket without a reader and a writer of its own (``_WebSocketTransport``).
 
-    ``poll`` and the WebSocket reader of python-engineio 4.15 wait with ``asyncio.wait_for``,
-    which (Python 3.11) wraps what it waits for in a new task, with a future and a timer, for as
-    long as the session is idle: ~3 KB per idle WebSocket. These are the same methods waiting
-    under ``asyncio.timeout``, which cancels the waiting task itself, and the WebSocket writer
-    waits without a timer at all (its reader's timeout ends it). Nothing else differs.
+    ``poll`` of python-engineio 4.15 waits with ``asyncio.wait_for``, which (Python 3.11) wraps
+    what it waits for in a new task, with a future and a timer, for as long as the session is
+    idle; this one waits under ``asyncio.timeout``, which cancels the waiting task itself.
     ``EngineServer.session_opened`` makes every session one (its class is swapped before
     python-engineio serves its first request).
     """
 
+    #: the WebSocket this session talks over once its handshake or upgrade is done
+    transport: _WebSocketTransport | None = None
+
     async def poll(self) -> list[eio_packet.Packet]:
         """Wait for packets to send to the client (a long-polling GET)."""
-        return await self._packets(self.server.ping_interval + self.server.ping_timeout)
-
-    async def _packets(self, within: float | None) -> list[eio_packet.Packet]:
-        """python-engineio's ``poll``: the next packets queued, [] once the queue says the
-        transport is done (None), QueueEmpty when nothing came `within` seconds."""
+        within = self.server.ping_interval + self.server.ping_timeout
         queue = self.queue
         try:
             async with asyncio.timeout(within):
@@ -176,10 +182,42 @@ class _LeanSocket(AsyncSocket):
             packets.append(pkt)
         return packets
 
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        """python-engineio's ``send``: straight to the WebSocket once there is one."""
+        transport = self.transport
+        if transport is None:
+            await super().send(pkt)
+            return
+        if self.closed:
+            raise eio_exceptions.SocketIsClosedError()
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            await self.check_ping_timeout()  # closes the session, and sends nothing more
+            return
+        transport.send(pkt)
+
+    def push(self, pkt: eio_packet.Packet) -> None:
+        """Send `pkt` without waiting (a PING, a NOOP): on the WebSocket, or queued for a poll."""
+        if self.transport is not None:
+            self.transport.send(pkt)
+        else:
+            self.queue.put_nowait(pkt)
+
+    async def close(
+        self, wait: bool = True, abort: bool = False, reason: str | None = None
+    ) -> None:
+        """python-engineio's ``close``; on a WebSocket, the connection then ends too, once what
+        was sent before (the CLOSE packet, unless aborted) is written."""
+        await super().close(wait=False, abort=abort, reason=reason)
+        if self.transport is not None:
+            self.transport.end()
+        if wait:
+            await self.queue.join()
+
     async def _websocket_handler(self, ws: _UpgradingWebSocket) -> None:
-        """python-engineio's WebSocket transport (4.15), its reader waiting under a timeout."""
+        """python-engineio's WebSocket transport (4.15) up to the end of an upgrade's
+        handshake; from then on the session talks to the WebSocket directly."""
         server = self.server
-        timeout = server.ping_interval + server.ping_timeout
 
         async def websocket_wait() -> str | bytes:
             data = await ws.wait()
@@ -192,7 +230,8 @@ class _LeanSocket(AsyncSocket):
             self.upgrading = True  # hold packet sends during the upgrade
             try:
                 pkt = await websocket_wait()
-            except OSError:
+            except (OSError, ValueError):
+                self.upgrading = False
                 return
             decoded = eio_packet.Packet(encoded_packet=pkt)
             if decoded.packet_type != eio_packet.PING or decoded.data != PROBE:
@@ -202,7 +241,7 @@ class _LeanSocket(AsyncSocket):
             await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
             try:
                 pkt = await websocket_wait()
-            except OSError:
+            except (OSError, ValueError):
                 self.upgrading = False
                 return
             decoded = eio_packet.Packet(encoded_packet=pkt)
@@ -215,44 +254,160 @@ class _LeanSocket(AsyncSocket):
         else:
             self.connected = True
             self.upgraded = True
+        _WebSocketTransport(self, ws.tornado_handler).start()
 
-        async def writer() -> None:
-            # No timeout of its own: the reader below ends within ping_interval + ping_timeout
-            # of the client's last frame, and then queues the None that ends the writer.
-            while True:
-                try:
-                    packets = await self._packets(None)
-                except eio_exceptions.QueueEmpty:
-                    break
-                if not packets:
-                    break  # the connection closed
-                try:
-                    for pkt in packets:
-                        await ws.send(pkt.encode())
-                except (asyncio.CancelledError, Exception):
-                    break
-            await ws.close()
 
-        writer_task = asyncio.ensure_future(writer())
-        while True:
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await websocket_wait()
-            except (asyncio.CancelledError, Exception):
-                break  # silent past the timeout, closed, or a frame over the limit
-            if data is None:
-                break  # closed by the client
-            try:
-                await self.receive(eio_packet.Packet(encoded_packet=data))
-            except eio_exceptions.UnknownPacketError:
-                pass
-            except eio_exceptions.SocketIsClosedError:
+class _WebSocketTransport:
+    """An Engine.IO session's open WebSocket: frames go from Tornado's ``on_message`` straight
+    to the session, packets from the session straight to the connection.
+
+    python-engineio's own transport runs a reader and a writer coroutine for each WebSocket and
+    passes every frame through a queue to each: two more loop wake-ups, a timer and a task per
+    message, and ~3 KB of coroutines, queue and timer per idle connection. What it guaranteed is
+    kept: frames are handled one after another in arrival order (a frame whose handling has to
+    wait holds back the ones after it), a client that does not read makes the session's bounded
+    queue grow (``_Outbox``), not Tornado's write buffer, and the session closes when the
+    connection does. A silent client is closed by python-engineio's heartbeat monitor.
+    """
+
+    __slots__ = ("_backlog", "_ending", "_unflushed", "handler", "socket")
+
+    def __init__(self, socket: _LeanSocket, handler: tornado.websocket.WebSocketHandler) -> None:
+        self.socket = socket
+        self.handler = handler
+        #: frames that came while an earlier one was still being handled, in arrival order
+        self._backlog: collections.deque[str | bytes | None] | None = None
+        #: the last write, while the client has not taken it: later packets queue behind it
+        self._unflushed: asyncio.Future[None] | None = None
+        #: set once the session closed: the connection ends when its output is written
+        self._ending = False
+
+    def start(self) -> None:
+        """Take over from python-engineio's transport: write what the session queued so far,
+        then handle what the client sent so far, and every frame from now on."""
+        socket, handler = self.socket, self.handler
+        socket.transport = self
+        handler.transport = self
+        self._flush()
+        received = handler.receive_queue
+        while not received.empty():
+            self.feed(received.get_nowait())
+
+    # -- from the client ----------------------------------------------------------------------
+
+    def feed(self, frame: str | bytes | None) -> None:
+        """Handle a frame from the client (None: the connection ended), in arrival order."""
+        if self._backlog is not None:
+            self._backlog.append(frame)
+        else:
+            self._handle(frame)
+
+    def _handle(self, frame: str | bytes | None) -> None:
+        task = eager.start(self._receive(frame), self.socket.server._background)
+        if task is not None:  # it waits: the frames after it wait for it
+            self._backlog = collections.deque()
+            task.add_done_callback(self._resume)
+
+    def _resume(self, _: asyncio.Task[Any]) -> None:
+        backlog = self._backlog
+        self._backlog = None
+        while backlog:
+            self._handle(backlog.popleft())
+            if self._backlog is not None:  # waiting again
+                self._backlog.extend(backlog)
+                return
+
+    async def _receive(self, frame: str | bytes | None) -> None:
+        socket = self.socket
+        server = socket.server
+        if frame is None or len(frame) > server.max_http_buffer_size:
+            self.handler.close()
+            await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+            self._ended()
+            return
+        if socket.closed or socket.closing:
+            return
+        try:
+            if isinstance(frame, str) and frame[0] == MESSAGE_TYPE:  # the hot path
+                await server.handlers["message"](socket.sid, frame[1:])
+            else:
+                await socket.receive(eio_packet.Packet(encoded_packet=frame))
+        except eio_exceptions.UnknownPacketError:
+            pass
+        except Exception:
+            server.logger.exception("Unknown receive error")
+
+    def _ended(self) -> None:
+        """The connection is closed and the session too: python-engineio forgets it now, as its
+        own transport's end did."""
+        socket = self.socket
+        server = socket.server
+        if server.sockets.get(socket.sid) is socket:
+            del server.sockets[socket.sid]
+        if server._websockets.get(socket.sid) is self.handler:
+            del server._websockets[socket.sid]
+
+    # -- to the client ------------------------------------------------------------------------
+
+    def send(self, pkt: eio_packet.Packet) -> None:
+        """Write `pkt` now, or queue it behind a write the client has not taken yet."""
+        if self._unflushed is not None:
+            self.socket.queue.put_nowait(pkt)
+        else:
+            self._write(pkt)
+
+    def end(self) -> None:
+        """Close the connection once what was sent before is written."""
+        self._ending = True
+        if self._unflushed is None:
+            self.handler.close()
+
+    def _write(self, pkt: eio_packet.Packet) -> None:
+        message = pkt.encode()
+        if message == NOOP_FRAME:
+            return  # the NOOP that ends the last poll of an upgrade: no poll is left to end
+        connection = self.handler.ws_connection
+        if connection is None or connection.is_closing():
+            return  # gone: on_close ends the session
+        written = _write_frame(connection, message)
+        if connection.stream.writing():
+            self._unflushed = written
+            written.add_done_callback(self._flushed)
+
+    def _flushed(self, written: asyncio.Future[None]) -> None:
+        self._unflushed = None
+        if written.cancelled() or written.exception() is not None:
+            return  # the connection closed: on_close ends the session
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what queued up, until a write has to wait for the client again."""
+        queue = self.socket.queue
+        while self._unflushed is None and not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                self._ending = True
                 break
-            except (asyncio.CancelledError, Exception):
-                server.logger.exception("Unknown receive error")
-        await self.queue.put(None)  # unlock the writer task so it can exit
-        await writer_task
-        await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+            self._write(pkt)
+        if self._ending and self._unflushed is None:
+            self.handler.close()
+
+
+def _write_frame(
+    connection: tornado.websocket.WebSocketProtocol, message: str | bytes
+) -> asyncio.Future[None]:
+    """Write one message to a WebSocket; done once the client took it.
+
+    Tornado's ``write_message`` wraps each write's future in a coroutine and a task of its own
+    (only to turn a closed stream's error into ``WebSocketClosedError``): a task per message
+    sent. Without compression this writes the same frame from the same method Tornado's
+    ``write_message`` uses, minus that task; with compression Tornado's own path is taken."""
+    if connection._compressor is not None:
+        return connection.write_message(message, binary=isinstance(message, bytes))
+    if isinstance(message, bytes):
+        return connection._write_frame(True, BINARY_OPCODE, message)
+    return connection._write_frame(True, TEXT_OPCODE, message.encode())
 
 
 class _Body:
@@ -476,13 +631,13 @@ class EngineServer(engineio.AsyncServer):
             if socket is not None:
                 self._ping(socket)
 
-    def _ping(self, socket: AsyncSocket) -> None:
-        """python-engineio's ``AsyncSocket._send_ping`` after its sleep: queue a PING and note
+    def _ping(self, socket: _LeanSocket) -> None:
+        """python-engineio's ``AsyncSocket._send_ping`` after its sleep: send a PING and note
         when (its ``send`` would first check the ping timeout, which cannot have passed since
-        ``last_ping`` is now, and then put the packet on the unbounded queue)."""
+        ``last_ping`` is now)."""
         if not socket.closing and not socket.closed:
             socket.last_ping = time.time()
-            socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+            socket.push(eio_packet.Packet(eio_packet.PING))
 
     async def shutdown(self) -> None:
         """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),
@@ -512,15 +667,15 @@ class EngineServer(engineio.AsyncServer):
     async def close_session(self, sid: str, reason: str) -> None:
         """Close an Engine.IO session now, without waiting for its queue to drain.
 
-        The CLOSE packet is queued for the client; over WebSocket the writer is then told to
-        stop, so the socket closes at once instead of after ping_interval + ping_timeout.
+        The CLOSE packet is sent to the client; a WebSocket then closes as soon as it is
+        written (``_LeanSocket.close``), not after ping_interval + ping_timeout.
         """
         socket = self.sockets.get(sid)
         if socket is None or socket.closed or socket.closing:
             return
         await socket.close(wait=False, abort=False, reason=reason)
-        if socket.upgraded:
-            socket.queue.put_nowait(None)
+        if socket.upgraded and socket.transport is None:
+            socket.queue.put_nowait(None)  # its WebSocket ends once it takes over
 
     def owe_noop(self, sid: str) -> None:
         """The client closed `sid` by POST with no poll pending: a poll it sent at the same time
@@ -595,8 +750,8 @@ class _UpgradingWebSocket(eio_tornado.WebSocket):
         try:
             await self.handler(self)
         finally:
-            if server._websockets.get(socket.sid) is handler:
-                del server._websockets[socket.sid]
+            if handler.transport is None and server._websockets.get(socket.sid) is handler:
+                del server._websockets[socket.sid]  # else the transport's end forgets it
 
     async def send(self, message: str | bytes) -> None:
         if message == NOOP_FRAME:
@@ -682,6 +837,8 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
         #: the polling session this WebSocket upgrades, until the upgrade's frames are seen
         _upgrading: AsyncSocket | None = None
         _probed = False
+        #: the session's transport, once the WebSocket is open and any upgrade done
+        transport: _WebSocketTransport | None = None
 
         def _refuse(self, message: str, status: int = HTTP_BAD_REQUEST) -> None:
             self.set_status(status)
@@ -731,7 +888,10 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             self._release_reservation()
 
         def on_close(self) -> None:
-            super().on_close()
+            if self.transport is not None:
+                self.transport.feed(None)
+            else:
+                super().on_close()  # tells python-engineio's upgrade handshake
             self._release_reservation()
 
         async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -776,9 +936,12 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 if socket is not None and not socket.upgraded:
                     socket.upgrading = False  # the upgrade failed: polling goes on
                 self._upgrading = None
-                self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
-            if self._protocol is not None:
+                if self.transport is None:
+                    self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
+            if self.transport is None and self._protocol is not None:
                 await self._protocol
+            # else the request is done: Tornado's frame loop (_protocol) and the session's
+            # transport carry the connection from here
             return None
 
         async def switch_protocols(self) -> bool:
@@ -790,8 +953,14 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             protocol = self._protocol = loop.create_task(
                 tornado.websocket.WebSocketHandler.get(self)
             )
-            protocol.add_done_callback(lambda _: opened.done() or opened.set_result(False))
+            protocol.add_done_callback(self._protocol_ended)
             return await opened
+
+        def _protocol_ended(self, protocol: asyncio.Task[None]) -> None:
+            if self._opened is not None and not self._opened.done():
+                self._opened.set_result(False)
+            if not protocol.cancelled() and protocol.exception() is not None:
+                _log.error("WebSocket connection failed", exc_info=protocol.exception())
 
         def open(self, *args: Any, **kwargs: Any) -> None:
             if self._close_on_open is not None:
@@ -838,12 +1007,10 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                     eio.owe_noop(sid)
 
         def on_message(self, message: str | bytes) -> None:
-            """Refuse a WebSocket frame python-engineio's reader would die on (see
+            """Hand a frame to the session's transport (to python-engineio's queue while an
+            upgrade's handshake reads it), or refuse one python-engineio would die on (see
             ``_valid_frame``): close the WebSocket with 1002 and end the session, as if the
-            client had closed, instead of leaving a session whose frames nobody reads.
-
-            Synchronous on the hot path: the receive queue is unbounded, so python-engineio's
-            ``await queue.put`` never waits."""
+            client had closed, instead of leaving a session whose frames nobody reads."""
             if self._broken:
                 return
             if isinstance(message, str):
@@ -852,11 +1019,17 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                     _log.info("closing a WebSocket that sent %r, not an Engine.IO packet",
                               message[:16])
                     self.close(WS_PROTOCOL_ERROR, "invalid Engine.IO packet")
-                    self.receive_queue.put_nowait(None)  # the reader ends the session now
+                    self._received(None)  # the session ends now
                     return
                 if self._upgrading is not None:
                     self._track_upgrade(message)
-            self.receive_queue.put_nowait(message)
+            self._received(message)
+
+        def _received(self, message: str | bytes | None) -> None:
+            if self.transport is not None:
+                self.transport.feed(message)
+            else:  # python-engineio's upgrade handshake is still reading
+                self.receive_queue.put_nowait(message)
 
         def _track_upgrade(self, frame: str) -> None:
             """Complete an upgrade the moment its UPGRADE frame arrives, as the reference

@@ -21,6 +21,7 @@ SEPARATOR = "\x1e"
 WS_VERSION = "13"
 #: the longest WebSocket payload whose length fits the 7-bit, then the 16-bit field (RFC 6455)
 WS_SHORT, WS_MEDIUM = 125, 0xFFFF
+WS_TEXT = 0x1  # the text frame's opcode
 
 
 class WsPeer:
@@ -144,6 +145,19 @@ async def fetch(url: str, method: str = "GET", **kwargs: Any) -> tornado.httpcli
     )
 
 
+def _frame(text: str) -> bytes:
+    """A client's text frame for `text`, masked with a zero key."""
+    payload = text.encode()
+    length = len(payload)
+    if length <= WS_SHORT:
+        header = struct.pack("!BB", 0x80 | WS_TEXT, 0x80 | length)
+    elif length <= WS_MEDIUM:
+        header = struct.pack("!BBH", 0x80 | WS_TEXT, 0x80 | (WS_SHORT + 1), length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | WS_TEXT, 0x80 | (WS_SHORT + 2), length)
+    return header + bytes(4) + payload
+
+
 class RawWebSocket:
     """A WebSocket client written by hand on a bare socket, for what a library client will not
     do: a handshake Tornado refuses, or a client that sends and never reads."""
@@ -194,17 +208,33 @@ class RawWebSocket:
         }
         return cls(sock, status, headers)
 
-    async def send(self, text: str) -> None:
-        """One text frame, masked with a zero key (which leaves the payload as it is)."""
-        payload = text.encode()
-        length = len(payload)
-        if length <= WS_SHORT:
-            header = struct.pack("!BB", 0x81, 0x80 | length)
-        elif length <= WS_MEDIUM:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
-        await asyncio.get_running_loop().sock_sendall(self.sock, header + bytes(4) + payload)
+    async def send(self, *texts: str) -> None:
+        """Text frames, masked with a zero key (which leaves the payload as it is), in one
+        write: several arrive together, so the server reads them in one go."""
+        await asyncio.get_running_loop().sock_sendall(self.sock, b"".join(map(_frame, texts)))
+
+    async def recv(self) -> str:
+        """The next text frame from the server (unmasked, unfragmented); "" once it closed."""
+        header = await self._read(2)
+        if len(header) < 2 or header[0] & 0x0F != WS_TEXT:
+            return ""
+        length = header[1] & 0x7F
+        if length == WS_SHORT + 1:
+            (length,) = struct.unpack("!H", await self._read(2))
+        elif length == WS_SHORT + 2:
+            (length,) = struct.unpack("!Q", await self._read(8))
+        return (await self._read(length)).decode()
+
+    async def _read(self, size: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        data = b""
+        while len(data) < size:
+            chunk = await asyncio.wait_for(loop.sock_recv(self.sock, size - len(data)),
+                                           RECV_TIMEOUT)
+            if not chunk:
+                break
+            data += chunk
+        return data
 
     def close(self) -> None:
         self.sock.close()

@@ -18,6 +18,7 @@ from tests.support import ROOT
 
 #: each library rollcall relies on the internals of, and the series its module asserts
 ASSERTED = {
+    "tornado": engine.TORNADO_SERIES,
     "python-engineio": engine.ENGINEIO_SERIES,
     "redis": redis_transport.REDIS_SERIES,
     "PyJWT": tokens.PYJWT_SERIES,
