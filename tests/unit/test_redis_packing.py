@@ -15,6 +15,9 @@ COMMANDS = [
     ("PING",),
     ("HSET", "k", "field", "välue ✓", "n", -7, "f", 1.5, "b", b"\x00\xff"),
     ("SET", "big", 10**20, "empty", ""),
+    ("SET", "k", bytearray(b"\x00ab")),
+    ("SET", "k", memoryview(b"ab\xff")),
+    ("CLIENT SETNAME", "rollcall"),
 ]
 
 
