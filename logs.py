@@ -176,6 +176,14 @@ def formatter(log_format: str) -> logging.Formatter:
 
 def configure(level: str, log_format: str) -> None:
     """Send every logger's records to stderr at `level`, formatted as `log_format`."""
+    # The logging HOWTO's "Optimization" switches. No format prints where a call was made
+    # (path, line, function), its thread or its process, so records need not look them up:
+    # findCaller's walk up the stack is the costliest of them. A call's stack_info=True is then
+    # ignored too (findCaller collects that stack); rollcall never passes it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)

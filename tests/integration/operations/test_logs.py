@@ -186,13 +186,20 @@ def test_a_non_json_value_is_printed_as_text() -> None:
     assert entry["lesson_id"] == str(object)
 
 
+# What logs.configure() turns off for the whole process: restored for the tests that follow.
+RECORD_SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    switches = {name: getattr(logging, name) for name in RECORD_SWITCHES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, value in switches.items():
+        setattr(logging, name, value)
 
 
 def test_configure_logging_json_writes_json_to_stderr(
