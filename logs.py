@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 LOG_FORMATS = ("text", "json")
@@ -43,6 +43,10 @@ _PARAM_VALUE = re.compile(r"[^&\s\"']+")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _NEEDS_QUOTES = re.compile(rf"[\s\"=\\]|{_UNSAFE.pattern}")
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_JSON_SECOND_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# One encoder for every line: json.dumps given any option builds a new one per call (a quarter
+# of what it spent on a join line).
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_ATTRIBUTES = frozenset(
     logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
@@ -52,7 +56,10 @@ _RECORD_ATTRIBUTES = frozenset(
 def redact(text: str) -> str:
     """`text` with the value of every token-, secret- or password-named parameter masked."""
     folded = text.casefold()  # folds as IGNORECASE does (the long s, the Kelvin sign)
-    if not any(word in folded for word in _SECRET_WORDS):
+    for word in _SECRET_WORDS:  # a loop, not any() over a generator: a third of the cost
+        if word in folded:
+            break
+    else:
         return text  # the common line: nothing to mask, nothing to copy
     parts: list[str] = []
     done = 0
@@ -101,29 +108,40 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
+class _Seconds:
+    """A record's time to the second as text, worked out once per second: consecutive lines
+    mostly differ in their milliseconds only."""
+
+    def __init__(self, time_format: str, converter: Callable[[float], time.struct_time]) -> None:
+        self._format = time_format
+        self._converter = converter
+        self._last: tuple[int, str] = (-1, "")
+
+    def text(self, created: float) -> str:
+        second = int(created)
+        if second != self._last[0]:
+            self._last = (second, time.strftime(self._format, self._converter(second)))
+        return self._last[1]
+
+
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger: message key=value ...`, for a terminal or journalctl; a traceback
     follows on the next lines. Everything else is one line, whatever the values hold."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
-        #: the second last formatted and its text: strftime and localtime once per second
-        self._second: tuple[int, str] = (-1, "")
+        self._seconds = _Seconds(self.default_time_format, self.converter)
 
     def _time(self, record: logging.LogRecord) -> str:
         """formatTime's text (`%Y-%m-%d %H:%M:%S,mmm`, local time)."""
-        second = int(record.created)
-        if second != self._second[0]:
-            self._second = (second, time.strftime(self.default_time_format,
-                                                  self.converter(record.created)))
-        return self.default_msec_format % (self._second[1], record.msecs)
+        return self.default_msec_format % (self._seconds.text(record.created), record.msecs)
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = escape(record.getMessage())
         record.asctime = self._time(record)
         lines = [self.formatMessage(record)]
         fields = " ".join(
-            f"{key}={_text_value(value)}" for key, value in extra_fields(record).items()
+            [f"{key}={_text_value(value)}" for key, value in extra_fields(record).items()]
         )
         if fields:
             lines[0] = f"{lines[0]} {fields}"
@@ -147,9 +165,14 @@ def _text_value(value: object) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: `ts`, `level`, `logger`, `message`, the extras, `exc_info`."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _Seconds(_JSON_SECOND_FORMAT, time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            # ISO 8601 in UTC to the millisecond; record.msecs, as the text format prints it
+            "ts": f"{self._seconds.text(record.created)}.{int(record.msecs):03d}+00:00",
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -162,7 +185,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = redact(record.exc_text)
         if record.stack_info:
             entry["stack_info"] = redact(self.formatStack(record.stack_info))
-        return json.dumps(entry, ensure_ascii=False, default=str, separators=(",", ":"))
+        return _JSON_ENCODER.encode(entry)
 
 
 def formatter(log_format: str) -> logging.Formatter:

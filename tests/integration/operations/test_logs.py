@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -179,6 +180,17 @@ def test_text_time_is_what_logging_prints_across_seconds() -> None:
         rec = record("m")
         rec.created, rec.msecs = created, int((created - int(created)) * 1000) + 0.0
         assert formatter.format(rec).startswith(reference.format(rec))
+
+
+def test_json_time_is_the_records_millisecond_in_utc_across_seconds() -> None:
+    """The JSON format keeps the last second's text too; its time must be the record's own."""
+    formatter = logs.JsonFormatter()
+    for created in (1_800_000_000.001, 1_800_000_000.999, 1_800_000_001.5, 1_799_999_999.25):
+        rec = record("m")
+        rec.created, rec.msecs = created, int((created - int(created)) * 1000) + 0.0
+        ts = datetime.fromisoformat(json.loads(formatter.format(rec))["ts"])
+        assert ts.utcoffset() == timedelta(0)
+        assert ts == datetime.fromtimestamp(int(created), UTC) + timedelta(milliseconds=rec.msecs)
 
 
 def test_a_non_json_value_is_printed_as_text() -> None:
