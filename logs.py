@@ -1,4 +1,5 @@
-"""Log formatting: readable text for people, one JSON object per line for log shippers.
+"""Log formatting and output: readable text for people, one JSON object per line for log
+shippers, written to stderr a loop turn's lines at a time (BatchingStreamHandler).
 
 Handlers log one line per connection, join and disconnect and pass what describes it as `extra`
 (see EVENT_FIELDS); both formats print those fields. Neither ever prints a token or secret: a
@@ -12,6 +13,7 @@ format's encoder escapes control characters already.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -19,7 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -43,6 +45,8 @@ _PARAM_VALUE = re.compile(r"[^&\s\"']+")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _NEEDS_QUOTES = re.compile(rf"[\s\"=\\]|{_UNSAFE.pattern}")
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: the lines a BatchingStreamHandler lets wait, however long the loop's turn
+MAX_PENDING_LINES = 256
 _JSON_SECOND_FORMAT = "%Y-%m-%dT%H:%M:%S"
 # One encoder for every line: json.dumps given any option builds a new one per call (a quarter
 # of what it spent on a join line).
@@ -197,6 +201,80 @@ def formatter(log_format: str) -> logging.Formatter:
     raise ValueError(f"unknown log format {log_format!r}; expected one of {LOG_FORMATS}")
 
 
+class BatchingStreamHandler(logging.StreamHandler):
+    """A StreamHandler that writes the lines logged during one turn of the running event loop
+    with one write, at the end of that turn, instead of one write and flush per line.
+
+    A line still reaches the stream within the turn it was logged in: a turn ends in
+    microseconds unless the loop is stalled, so operators and tests tailing the log see it at
+    once. A WARNING or worse, a line logged with no loop running in this thread (start-up,
+    shutdown, another thread), and the MAX_PENDING_LINES-th line waiting, are written at once,
+    after what waited before them. flush() and close() write what waits: logging.shutdown()
+    does both at exit, so a clean exit or an uncaught exception loses nothing.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        #: formatted lines not yet written, oldest first
+        self._pending: list[str] = []
+        #: the loop a flush is scheduled on, until it runs
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            pending = self._pending
+            pending.append(self.format(record))
+            if record.levelno < logging.WARNING and len(pending) < MAX_PENDING_LINES:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass  # no loop runs in this thread: written at once, below
+                else:
+                    if self._flush_on is not loop:  # a loop closed before its flush ran is replaced
+                        self._flush_on = loop
+                        loop.call_soon(self._scheduled_flush, record)
+                    return
+            self._write_pending()
+        except RecursionError:  # as StreamHandler.emit: a recursion is not a logging error
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _scheduled_flush(self, record: logging.LogRecord) -> None:
+        """The loop's flush. A failure is reported as logging reports one, with the record that
+        scheduled it, rather than to the loop's exception handler (which would log it here)."""
+        with self.lock:
+            self._flush_on = None
+            try:
+                self._write_pending()
+            except Exception:
+                self.handleError(record)
+
+    def _write_pending(self) -> None:
+        """Write the waiting lines with one write, then flush the stream; under the lock."""
+        pending = self._pending
+        if pending:
+            text = self.terminator.join(pending) + self.terminator
+            # dropped before the write: a stream that fails fails once, not on every line
+            pending.clear()
+            self.stream.write(text)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        """Write the waiting lines, then flush the stream."""
+        with self.lock:
+            self._write_pending()
+
+    def close(self) -> None:
+        """Write the waiting lines first (basicConfig(force=True) closes without flushing)."""
+        try:
+            self.flush()
+        except (OSError, ValueError):
+            pass  # the stream is closed or broken: what waited cannot be written anywhere
+        finally:
+            super().close()
+
+
 def configure(level: str, log_format: str) -> None:
     """Send every logger's records to stderr at `level`, formatted as `log_format`."""
     # The logging HOWTO's "Optimization" switches. No format prints where a call was made
@@ -207,6 +285,6 @@ def configure(level: str, log_format: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
