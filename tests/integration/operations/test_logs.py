@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -181,18 +182,36 @@ def test_text_time_is_what_logging_prints_across_seconds() -> None:
         assert formatter.format(rec).startswith(reference.format(rec))
 
 
+def test_json_time_is_the_records_millisecond_in_utc_across_seconds() -> None:
+    """The JSON format keeps the last second's text too; its time must be the record's own."""
+    formatter = logs.JsonFormatter()
+    for created in (1_800_000_000.001, 1_800_000_000.999, 1_800_000_001.5, 1_799_999_999.25):
+        rec = record("m")
+        rec.created, rec.msecs = created, int((created - int(created)) * 1000) + 0.0
+        ts = datetime.fromisoformat(json.loads(formatter.format(rec))["ts"])
+        assert ts.utcoffset() == timedelta(0)
+        assert ts == datetime.fromtimestamp(int(created), UTC) + timedelta(milliseconds=rec.msecs)
+
+
 def test_a_non_json_value_is_printed_as_text() -> None:
     entry = json.loads(logs.JsonFormatter().format(record(lesson_id=object)))
     assert entry["lesson_id"] == str(object)
+
+
+# What logs.configure() turns off for the whole process: restored for the tests that follow.
+RECORD_SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 
 
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    switches = {name: getattr(logging, name) for name in RECORD_SWITCHES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, value in switches.items():
+        setattr(logging, name, value)
 
 
 def test_configure_logging_json_writes_json_to_stderr(
