@@ -51,6 +51,18 @@ async def test_flushes_after_the_delay():
 
 
 @pytest.mark.gen_test
+async def test_by_default_a_batch_is_what_one_loop_turn_submitted():
+    runner = Recorder()
+    coalescer = Coalescer(runner)
+
+    first = await asyncio.gather(*(coalescer.submit(i) for i in range(3)))  # submitted together
+    second = await asyncio.gather(*(coalescer.submit(i) for i in (3, 4)))
+
+    assert (first, second) == ([0, 2, 4], [6, 8])
+    assert runner.batches == [[0, 1, 2], [3, 4]]
+
+
+@pytest.mark.gen_test
 async def test_one_failing_item_does_not_fail_the_others():
     coalescer = Coalescer(Recorder(), max_size=3, max_delay=LONG_DELAY)
 
