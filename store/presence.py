@@ -365,7 +365,7 @@ class PresenceStore:
             )
         return await self.run_script(LEAVE_SCRIPT, calls)
 
-    async def run_script(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
+    async def run_script(self, script: Script, calls: Sequence[tuple[str | int, ...]]) -> list:
         """EVALSHA `script` once per call in one pipeline: a result or an error for each.
         Raises StoreUnavailable when Redis does not answer in time."""
         async with self.available():
@@ -379,7 +379,9 @@ class PresenceStore:
                     results[i] = result
         return results
 
-    async def _evalsha_all(self, script: Script, calls: Sequence[tuple[str, ...]]) -> list:
+    async def _evalsha_all(
+        self, script: Script, calls: Sequence[tuple[str | int, ...]]
+    ) -> list:
         async with self._redis.pipeline(transaction=False) as pipe:
             for args in calls:
                 pipe.execute_command("EVALSHA", script.sha, *args)
@@ -408,11 +410,12 @@ class PresenceStore:
                 argv += (KIND_PARTICIPANT, entry.client_id, sid, held_field(entry))
         return keys, argv
 
-    def _script_call(self, join: Join, book: Bookkeeping) -> tuple[str, ...]:
-        """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua)."""
+    def _script_call(self, join: Join, book: Bookkeeping) -> tuple[str | int, ...]:
+        """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua);
+        numbers as they are, which the packer writes in decimal as str() would."""
         keys: tuple[str, ...] = (self.key(SEAT_KEY.format(lesson_id=join.lesson_id)), *book.keys)
         common = (join.seat_count, join.sid, PRESENCE_TTL, *book.argv)
-        argv: tuple[object, ...]
+        argv: tuple[str | int, ...]
         if isinstance(join, TeacherJoin):
             keys += (
                 self.key(TEACHER_KEY.format(lesson_id=join.lesson_id)),
@@ -438,14 +441,10 @@ class PresenceStore:
             )
         else:
             argv = (MODE_SEATS, *common, NOT_HELD)
+        if not join.leaving:  # the common join: nothing held elsewhere to clear first
+            return (str(len(keys)), *keys, *argv)
         leaving_keys, leaving_argv = self.entry_list(join.leaving, join.successors)
-        return (
-            str(len(keys) + len(leaving_keys)),
-            *keys,
-            *leaving_keys,
-            *(str(arg) for arg in argv),
-            *leaving_argv,
-        )
+        return (str(len(keys) + len(leaving_keys)), *keys, *leaving_keys, *argv, *leaving_argv)
 
     async def read_lesson(self, lesson_id: str) -> LessonKeys:
         """What the lesson's keys hold now, in two pipelined round trips (the admin view)."""
