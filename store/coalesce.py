@@ -21,7 +21,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_MAX_SIZE = 64
-#: seconds a batch waits for more items after its first: 0 flushes at the next loop turn
+#: seconds a batch gathers items after its first: 0 runs it at the next loop turn
 DEFAULT_MAX_DELAY = 0.0
 
 # Runs one batch: a result or an exception for each item, in the items' order. Raising fails
@@ -32,9 +32,14 @@ BatchRunner = Callable[[Sequence[T]], Awaitable[Sequence["R | BaseException"]]]
 class Coalescer(Generic[T, R]):
     """Collects submitted items and runs them in batches.
 
-    A batch is flushed when it holds `max_size` items or `max_delay` seconds after its first item
-    arrived, whichever comes first. Batches run concurrently: a slow batch does not hold back the
-    next one, so the backend's own concurrency (a connection pool) stays usable.
+    The first item submitted while no batch is gathering starts one: a task that, when it first
+    runs (at the next loop turn, or `max_delay` seconds later), takes every item submitted until
+    then and runs them. A batch that reaches `max_size` items runs at once, on its own. Batches
+    run concurrently: a slow batch does not hold back the next one, so the backend's own
+    concurrency (a connection pool) stays usable.
+
+    The gathering batch is its own task from the start, rather than a timer that then starts a
+    task: the batch goes out at the first turn after its items came, not a turn later.
     """
 
     def __init__(
@@ -52,35 +57,54 @@ class Coalescer(Generic[T, R]):
         self._max_delay = max_delay
         self._items: list[T] = []
         self._futures: list[asyncio.Future[R]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        #: the batch's task that is gathering (will take `_items` when it runs), if any
+        self._gatherer: asyncio.Task[None] | None = None
         # Strong references to running batches: the event loop only keeps weak ones.
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         """Queue `item` for the next batch and wait for its own result."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._items.append(item)
         self._futures.append(future)
         if len(self._items) >= self._max_size:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._max_delay, self._flush)
+            self._stop_gathering()
+            self._start(self._gathered())
+        elif self._gatherer is None:
+            self._gatherer = self._start(None)
         return await future
 
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._items:
-            return
-        items, futures = self._items, self._futures
+    def _stop_gathering(self) -> None:
+        """Cancel the gathering batch's task: it has taken nothing yet, and the caller is
+        about to take its items (a full batch, or close)."""
+        if self._gatherer is not None:
+            self._gatherer.cancel()
+            self._gatherer = None
+
+    def _gathered(self) -> tuple[list[T], list[asyncio.Future[R]]]:
+        """The items submitted so far, and their futures; the next batch starts empty."""
+        batch = self._items, self._futures
         self._items, self._futures = [], []
-        task = asyncio.get_running_loop().create_task(self._run(items, futures))
+        return batch
+
+    def _start(
+        self, batch: tuple[list[T], list[asyncio.Future[R]]] | None
+    ) -> asyncio.Task[None]:
+        """Run `batch` in a task of its own (None: the gathering batch, taken when it runs)."""
+        task = asyncio.get_running_loop().create_task(self._run(batch))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        return task
 
-    async def _run(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
+    async def _run(self, batch: tuple[list[T], list[asyncio.Future[R]]] | None) -> None:
+        if batch is None:
+            if self._max_delay:
+                await asyncio.sleep(self._max_delay)
+            self._gatherer = None
+            batch = self._gathered()
+        items, futures = batch
+        if not items:
+            return  # a full batch took them all
         try:
             results = await self._run_batch(items)
             if len(results) != len(items):
@@ -105,7 +129,9 @@ class Coalescer(Generic[T, R]):
                 future.set_result(result)
 
     async def close(self) -> None:
-        """Run what is queued and wait for every batch in flight."""
-        self._flush()
+        """Run what is queued now and wait for every batch in flight."""
+        self._stop_gathering()
+        if self._items:
+            self._start(self._gathered())
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)

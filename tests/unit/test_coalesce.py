@@ -63,6 +63,21 @@ async def test_by_default_a_batch_is_what_one_loop_turn_submitted():
 
 
 @pytest.mark.gen_test
+async def test_a_batch_runs_at_the_first_loop_turn_after_its_items_came():
+    """Each batched stage of a join costs its latency in loop turns: one, not a timer's turn
+    and then a task's."""
+    runner = Recorder()
+    coalescer = Coalescer(runner)
+    pending = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)  # this turn: the submit runs, and starts its batch's task
+
+    assert runner.batches == []
+    await asyncio.sleep(0)  # the next: the batch runs
+    assert runner.batches == [[1]]
+    assert await pending == 2
+
+
+@pytest.mark.gen_test
 async def test_one_failing_item_does_not_fail_the_others():
     coalescer = Coalescer(Recorder(), max_size=3, max_delay=LONG_DELAY)
 
