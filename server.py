@@ -235,12 +235,14 @@ async def serve(config: Config) -> None:
     log.info("shutting down")
     started = loop.time()
     http_server.stop()
+    await disconnect_all(rollcall)  # its close_sessions is bounded by DISCONNECT_TIMEOUT
     try:
-        async with asyncio.timeout(DISCONNECT_TIMEOUT):
-            await disconnect_all(rollcall)
+        async with asyncio.timeout(DISCONNECT_TIMEOUT - (loop.time() - started)):
             await http_server.close_all_connections()
     except TimeoutError:
-        log.warning("sockets still disconnecting after %.0f s; closing anyway", DISCONNECT_TIMEOUT)
+        log.warning(
+            "connections still open %.0f s after the signal; closing anyway", DISCONNECT_TIMEOUT
+        )
     await loop_lag.stop()
     await rollcall.sweeper.stop()
     try:

@@ -5,6 +5,12 @@ validation, an ack callback); a task for each costs a loop iteration and a few a
 message, which is a measurable share of a message's cost here. Python 3.12's
 ``asyncio.eager_task_factory`` does this for every task of a loop; on 3.11 we do it for our own
 dispatch only. Everything up to the coroutine's first suspension runs inside the caller's call.
+
+One difference from 3.12's eager tasks: until that first suspension there is no task of its own,
+so ``asyncio.current_task()`` is the caller's (over a WebSocket, Tornado's frame loop), and an
+``asyncio.timeout`` entered there would cancel the caller's task when it expires. rollcall's
+handlers enter none before their first wait (their timeouts are in the stores' batch tasks);
+a handler that needs one at its very start should use ``asyncio.wait_for``.
 """
 
 from __future__ import annotations
