@@ -36,6 +36,16 @@ def gate_namespace(sio: Server, events: Events) -> asyncio.Event:
     return gate
 
 
+async def connected_peer(url: str) -> WsPeer:
+    """A WebSocket peer past the Engine.IO handshake and connected to "/" (greeting read)."""
+    peer = await WsPeer.open(url)
+    assert (await peer.recv()).startswith("0{")
+    await peer.send("40")
+    assert (await peer.recv()).startswith("40{")
+    assert await peer.recv() == AUTH_GREETING
+    return peer
+
+
 @pytest.mark.gen_test
 async def test_frames_behind_a_frame_that_waits_are_handled_after_it(
     url: str, sio: Server, events: Events
@@ -64,11 +74,7 @@ async def test_frames_behind_a_frame_that_waits_are_handled_after_it(
 async def test_a_session_closed_by_the_server_sends_close_then_ends_its_connection(
     url: str, sio: Server, events: Events
 ) -> None:
-    peer = await WsPeer.open(url)
-    assert (await peer.recv()).startswith("0{")
-    await peer.send("40")
-    assert (await peer.recv()).startswith("40{")
-    assert await peer.recv() == AUTH_GREETING
+    peer = await connected_peer(url)
     _, _, sid, _ = await events.wait_for("connect")
 
     await sio.disconnect(sid)  # a Socket.IO DISCONNECT: the session stays
@@ -83,10 +89,7 @@ async def test_a_session_closed_by_the_server_sends_close_then_ends_its_connecti
 async def test_a_session_whose_client_closes_is_forgotten(
     url: str, sio: Server, events: Events
 ) -> None:
-    peer = await WsPeer.open(url)
-    assert (await peer.recv()).startswith("0{")
-    await peer.send("40")
-    assert (await peer.recv()).startswith("40{")
+    peer = await connected_peer(url)
 
     peer.close()
 
