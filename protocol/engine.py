@@ -5,7 +5,8 @@ from the outside: a subclass of :class:`engineio.AsyncServer` (handshake values,
 prompt close, per-address and per-session limits), a subclass of its Tornado handler (request
 validation before python-engineio sees the request) and of its WebSocket wrapper (the switch to
 the WebSocket protocol happens only once python-engineio has accepted the handshake, so every
-refusal is an HTTP status). See docs/protocol.md for the full gap table.
+refusal is an HTTP status). Each session it makes is one of protocol/sessions.py's. See
+docs/protocol.md for the full gap table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import functools
 import logging
 import sys
@@ -30,17 +30,19 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 from engineio.async_socket import AsyncSocket
 
-from . import eager
 from .queues import LeanQueue
+from .sessions import (
+    ENGINEIO_SERIES,
+    MESSAGE_TYPE,
+    NOOP_FRAME,
+    PROBE,
+    LeanSocket,
+    Outbox,
+    WebSocketTransport,
+)
 from .versions import require
 
-#: the python-engineio series whose internals this module was written against and tested with
-#: (``_ok``, ``create_queue``, the Tornado handler's ``receive_queue``)
-ENGINEIO_SERIES = (4, 15)
-require("python-engineio", ENGINEIO_SERIES)
-#: ... and the Tornado series (its WebSocket connection's ``_write_frame`` and ``_compressor``)
-TORNADO_SERIES = (6, 6)
-require("tornado", TORNADO_SERIES)
+require("python-engineio", ENGINEIO_SERIES)  # the series sessions.py names, for this module too
 
 EIO_VERSION = "4"
 TRANSPORTS = frozenset({"polling", "websocket"})
@@ -51,30 +53,21 @@ RECORD_SEPARATOR = "\x1e"
 CLIENT_PACKET_TYPES = frozenset("134")
 #: ... and over a WebSocket, where the upgrade's PING "probe" and UPGRADE come too.
 WEBSOCKET_PACKET_TYPES = frozenset("12345")
-MESSAGE_TYPE = "4"
 #: A MESSAGE carries a Socket.IO packet, which starts with its type digit.
 SOCKETIO_TYPES = frozenset("0123456")
-#: The only payload a non-MESSAGE packet from a client carries (the upgrade's "2probe").
-PROBE = "probe"
 #: The upgrade's two frames from the client: its probe, then UPGRADE.
 PROBE_FRAME = "2" + PROBE
 UPGRADE_FRAME = "5"
 BINARY_PREFIX = "b"
-NOOP_FRAME = "6"
 WEBSOCKET = "websocket"
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
 # RFC 6455 close codes
 WS_PROTOCOL_ERROR = 1002
 WS_POLICY_VIOLATION = 1008
-# RFC 6455 data frame opcodes
-TEXT_OPCODE = 0x1
-BINARY_OPCODE = 0x2
 UNLIMITED = 0
 #: Default bound of one session's queued output, in --max-payload units (see EngineServer).
 OUTPUT_LIMIT_PAYLOADS = 4
-#: What a queued packet without a text or binary payload (OPEN, PING, NOOP...) is counted as.
-PACKET_OVERHEAD = 64
 #: how early the shared PING timer may fire and still count a deadline as due (the loop's
 #: timers are as coarse as a millisecond; asyncio allows its clock resolution the same way)
 PING_CLOCK_SLACK = 0.001
@@ -82,332 +75,6 @@ PING_CLOCK_SLACK = 0.001
 SHARED_TEXTS = 1024
 
 _log = logging.getLogger(__name__)
-
-
-def _queued_size(item: eio_packet.Packet | None) -> int:
-    """What a queued packet costs the server: its payload's length (characters or bytes)."""
-    if item is None:
-        return 0
-    data = item.data
-    return len(data) if isinstance(data, str | bytes) else PACKET_OVERHEAD
-
-
-class _Outbox(LeanQueue):
-    """A socket's send queue: writes the handshake intervals in exact milliseconds, and bounds
-    what it holds (a LeanQueue: an idle session's empty queue costs next to nothing).
-
-    python-engineio computes ``int(seconds) * 1000``, so 0.3 s would be announced as 0 ms. And it
-    queues without limit for a client that never polls (or, on WebSocket, that never reads; see
-    ``_UpgradingWebSocket.send``): past ``max_session_output`` the backlog is dropped, nothing
-    but the CLOSE is queued any more, and the server closes the session.
-    """
-
-    __slots__ = ("_server", "overflowed", "sid", "size")
-
-    def __init__(self, server: EngineServer) -> None:
-        super().__init__()
-        self._server = server
-        #: the Engine.IO sid, known once the session opens (EngineServer.session_opened)
-        self.sid: str | None = None
-        #: payload characters or bytes queued now
-        self.size = 0
-        self.overflowed = False
-
-    def put_nowait(self, item: Any) -> None:
-        if item is not None:
-            if item.packet_type == eio_packet.OPEN:
-                server = self._server
-                item.data["pingInterval"] = round(
-                    (server.ping_interval + server.ping_interval_grace_period) * 1000
-                )
-                item.data["pingTimeout"] = round(server.ping_timeout * 1000)
-            elif self.overflowed and item.packet_type != eio_packet.CLOSE:
-                return  # the session is being closed: hold nothing more for it
-        super().put_nowait(item)
-        if self.size > self._server.max_session_output and not self.overflowed:
-            self._overflow()
-
-    def _put(self, item: Any) -> None:
-        super()._put(item)
-        self.size += _queued_size(item)
-
-    def _get(self) -> Any:
-        item = super()._get()
-        self.size -= _queued_size(item)
-        return item
-
-    def _overflow(self) -> None:
-        sid = self.sid
-        if sid is None:
-            return
-        self.overflowed = True
-        while not self.empty():
-            self.get_nowait()
-            self.task_done()
-        self._server.output_overflowed(sid)
-
-
-class _LeanSocket(AsyncSocket):
-    """python-engineio's session, waiting without a task of its own per wait, and talking over
-    a WebSocket without a reader and a writer of its own (``_WebSocketTransport``).
-
-    ``poll`` of python-engineio 4.15 waits with ``asyncio.wait_for``, which (Python 3.11) wraps
-    what it waits for in a new task, with a future and a timer, for as long as the session is
-    idle; this one waits under ``asyncio.timeout``, which cancels the waiting task itself.
-    ``EngineServer.session_opened`` makes every session one (its class is swapped before
-    python-engineio serves its first request).
-    """
-
-    #: the WebSocket this session talks over once its handshake or upgrade is done
-    transport: _WebSocketTransport | None = None
-
-    async def poll(self) -> list[eio_packet.Packet]:
-        """Wait for packets to send to the client (a long-polling GET)."""
-        within = self.server.ping_interval + self.server.ping_timeout
-        queue = self.queue
-        try:
-            async with asyncio.timeout(within):
-                packets = [await queue.get()]
-            queue.task_done()
-        except (TimeoutError, asyncio.CancelledError):
-            raise eio_exceptions.QueueEmpty() from None
-        if packets == [None]:
-            return []
-        while not queue.empty():
-            pkt = queue.get_nowait()
-            queue.task_done()
-            if pkt is None:
-                queue.put_nowait(None)
-                break
-            packets.append(pkt)
-        return packets
-
-    async def send(self, pkt: eio_packet.Packet) -> None:
-        """python-engineio's ``send``: straight to the WebSocket once there is one."""
-        transport = self.transport
-        if transport is None:
-            await super().send(pkt)
-            return
-        if self.closed:
-            raise eio_exceptions.SocketIsClosedError()
-        last_ping = self.last_ping
-        if last_ping and time.time() - last_ping > self.server.ping_timeout:
-            await self.check_ping_timeout()  # closes the session, and sends nothing more
-            return
-        transport.send(pkt)
-
-    def push(self, pkt: eio_packet.Packet) -> None:
-        """Send `pkt` without waiting (a PING, a NOOP): on the WebSocket, or queued for a poll."""
-        if self.transport is not None:
-            self.transport.send(pkt)
-        else:
-            self.queue.put_nowait(pkt)
-
-    async def close(
-        self, wait: bool = True, abort: bool = False, reason: str | None = None
-    ) -> None:
-        """python-engineio's ``close``; on a WebSocket, the connection then ends too, once what
-        was sent before (the CLOSE packet, unless aborted) is written."""
-        await super().close(wait=False, abort=abort, reason=reason)
-        if self.transport is not None:
-            self.transport.end()
-        if wait:
-            await self.queue.join()
-
-    async def _websocket_handler(self, ws: _UpgradingWebSocket) -> None:
-        """python-engineio's WebSocket transport (4.15) up to the end of an upgrade's
-        handshake; from then on the session talks to the WebSocket directly."""
-        server = self.server
-
-        async def websocket_wait() -> str | bytes:
-            data = await ws.wait()
-            if data and len(data) > server.max_http_buffer_size:
-                raise ValueError("packet is too large")
-            return data
-
-        if self.connected:
-            # the socket was already connected, so this is an upgrade
-            self.upgrading = True  # hold packet sends during the upgrade
-            try:
-                pkt = await websocket_wait()
-            except (OSError, ValueError):
-                self.upgrading = False
-                return
-            decoded = eio_packet.Packet(encoded_packet=pkt)
-            if decoded.packet_type != eio_packet.PING or decoded.data != PROBE:
-                self.upgrading = False
-                return
-            await ws.send(eio_packet.Packet(eio_packet.PONG, data=PROBE).encode())
-            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
-            try:
-                pkt = await websocket_wait()
-            except (OSError, ValueError):
-                self.upgrading = False
-                return
-            decoded = eio_packet.Packet(encoded_packet=pkt)
-            if decoded.packet_type != eio_packet.UPGRADE:
-                self.upgraded = False
-                self.upgrading = False
-                return
-            self.upgraded = True
-            self.upgrading = False
-        else:
-            self.connected = True
-            self.upgraded = True
-        _WebSocketTransport(self, ws.tornado_handler).start()
-
-
-class _WebSocketTransport:
-    """An Engine.IO session's open WebSocket: frames go from Tornado's ``on_message`` straight
-    to the session, packets from the session straight to the connection.
-
-    python-engineio's own transport runs a reader and a writer coroutine for each WebSocket and
-    passes every frame through a queue to each: two more loop wake-ups, a timer and a task per
-    message, and ~3 KB of coroutines, queue and timer per idle connection. What it guaranteed is
-    kept: frames are handled one after another in arrival order (a frame whose handling has to
-    wait holds back the ones after it), a client that does not read makes the session's bounded
-    queue grow (``_Outbox``), not Tornado's write buffer, and the session closes when the
-    connection does. A silent client is closed by python-engineio's heartbeat monitor.
-    """
-
-    __slots__ = ("_backlog", "_ending", "_unflushed", "handler", "socket")
-
-    def __init__(self, socket: _LeanSocket, handler: tornado.websocket.WebSocketHandler) -> None:
-        self.socket = socket
-        self.handler = handler
-        #: frames that came while an earlier one was still being handled, in arrival order
-        self._backlog: collections.deque[str | bytes | None] | None = None
-        #: the last write, while the client has not taken it: later packets queue behind it
-        self._unflushed: asyncio.Future[None] | None = None
-        #: set once the session closed: the connection ends when its output is written
-        self._ending = False
-
-    def start(self) -> None:
-        """Take over from python-engineio's transport: write what the session queued so far,
-        then handle what the client sent so far, and every frame from now on."""
-        socket, handler = self.socket, self.handler
-        socket.transport = self
-        handler.transport = self
-        self._flush()
-        received = handler.receive_queue
-        while not received.empty():
-            self.feed(received.get_nowait())
-
-    # -- from the client ----------------------------------------------------------------------
-
-    def feed(self, frame: str | bytes | None) -> None:
-        """Handle a frame from the client (None: the connection ended), in arrival order."""
-        if self._backlog is not None:
-            self._backlog.append(frame)
-        else:
-            self._handle(frame)
-
-    def _handle(self, frame: str | bytes | None) -> None:
-        task = eager.start(self._receive(frame), self.socket.server._background)
-        if task is not None:  # it waits: the frames after it wait for it
-            self._backlog = collections.deque()
-            task.add_done_callback(self._resume)
-
-    def _resume(self, _: asyncio.Task[Any]) -> None:
-        backlog = self._backlog
-        self._backlog = None
-        while backlog:
-            self._handle(backlog.popleft())
-            if self._backlog is not None:  # waiting again
-                self._backlog.extend(backlog)
-                return
-
-    async def _receive(self, frame: str | bytes | None) -> None:
-        socket = self.socket
-        server = socket.server
-        if frame is None or len(frame) > server.max_http_buffer_size:
-            self.handler.close()
-            await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
-            self._ended()
-            return
-        if socket.closed or socket.closing:
-            return
-        try:
-            if isinstance(frame, str) and frame[0] == MESSAGE_TYPE:  # the hot path
-                await server.handlers["message"](socket.sid, frame[1:])
-            else:
-                await socket.receive(eio_packet.Packet(encoded_packet=frame))
-        except eio_exceptions.UnknownPacketError:
-            pass
-        except Exception:
-            server.logger.exception("Unknown receive error")
-
-    def _ended(self) -> None:
-        """The connection is closed and the session too: python-engineio forgets it now, as its
-        own transport's end did."""
-        socket = self.socket
-        server = socket.server
-        if server.sockets.get(socket.sid) is socket:
-            del server.sockets[socket.sid]
-        if server._websockets.get(socket.sid) is self.handler:
-            del server._websockets[socket.sid]
-
-    # -- to the client ------------------------------------------------------------------------
-
-    def send(self, pkt: eio_packet.Packet) -> None:
-        """Write `pkt` now, or queue it behind a write the client has not taken yet."""
-        if self._unflushed is not None:
-            self.socket.queue.put_nowait(pkt)
-        else:
-            self._write(pkt)
-
-    def end(self) -> None:
-        """Close the connection once what was sent before is written."""
-        self._ending = True
-        if self._unflushed is None:
-            self.handler.close()
-
-    def _write(self, pkt: eio_packet.Packet) -> None:
-        message = pkt.encode()
-        if message == NOOP_FRAME:
-            return  # the NOOP that ends the last poll of an upgrade: no poll is left to end
-        connection = self.handler.ws_connection
-        if connection is None or connection.is_closing():
-            return  # gone: on_close ends the session
-        written = _write_frame(connection, message)
-        if connection.stream.writing():
-            self._unflushed = written
-            written.add_done_callback(self._flushed)
-
-    def _flushed(self, written: asyncio.Future[None]) -> None:
-        self._unflushed = None
-        if written.cancelled() or written.exception() is not None:
-            return  # the connection closed: on_close ends the session
-        self._flush()
-
-    def _flush(self) -> None:
-        """Write what queued up, until a write has to wait for the client again."""
-        queue = self.socket.queue
-        while self._unflushed is None and not queue.empty():
-            pkt = queue.get_nowait()
-            queue.task_done()
-            if pkt is None:
-                self._ending = True
-                break
-            self._write(pkt)
-        if self._ending and self._unflushed is None:
-            self.handler.close()
-
-
-def _write_frame(
-    connection: tornado.websocket.WebSocketProtocol, message: str | bytes
-) -> asyncio.Future[None]:
-    """Write one message to a WebSocket; done once the client took it.
-
-    Tornado's ``write_message`` wraps each write's future in a coroutine and a task of its own
-    (only to turn a closed stream's error into ``WebSocketClosedError``): a task per message
-    sent. Without compression this writes the same frame from the same method Tornado's
-    ``write_message`` uses, minus that task; with compression Tornado's own path is taken."""
-    if connection._compressor is not None:
-        return connection.write_message(message, binary=isinstance(message, bytes))
-    if isinstance(message, bytes):
-        return connection._write_frame(True, BINARY_OPCODE, message)
-    return connection._write_frame(True, TEXT_OPCODE, message.encode())
 
 
 class _Body:
@@ -525,8 +192,9 @@ class EngineServer(engineio.AsyncServer):
         #: sids whose client sent CLOSE by POST while no poll was pending, with the loop time
         #: until which the poll racing that CLOSE is still answered with a NOOP
         self._owed_noops: dict[str, float] = {}
-        #: python-engineio's background tasks still running (see start_background_task)
-        self._background: set[asyncio.Task[Any]] = set()
+        #: tasks shutdown() ends: python-engineio's (see start_background_task), and a
+        #: WebSocket frame's whose handling waits (sessions.WebSocketTransport)
+        self.background_tasks: set[asyncio.Task[Any]] = set()
         #: each session's next PING, as the loop time it is due (see start_background_task):
         #: every session waits the same ping_interval, so insertion order is deadline order and
         #: one loop timer, armed for the first, serves them all
@@ -569,7 +237,7 @@ class EngineServer(engineio.AsyncServer):
         socket = self.sockets.get(sid)
         if socket is not None:
             if type(socket) is AsyncSocket:
-                socket.__class__ = _LeanSocket
+                socket.__class__ = LeanSocket
             socket.queue.sid = sid
 
     def session_closed(self, sid: str) -> None:
@@ -579,6 +247,16 @@ class EngineServer(engineio.AsyncServer):
         if address is not None:
             self.release(address)
         self._pings.pop(sid, None)  # the shared timer finds nothing due for it
+
+    def websocket_ended(
+        self, socket: AsyncSocket, handler: tornado.websocket.WebSocketHandler
+    ) -> None:
+        """A session's WebSocket and the session are both closed: forget them, as
+        python-engineio's own transport did at its end."""
+        if self.sockets.get(socket.sid) is socket:
+            del self.sockets[socket.sid]
+        if self._websockets.get(socket.sid) is handler:
+            del self._websockets[socket.sid]
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task | None:
         """python-engineio's public hook for the tasks it starts: kept, so that shutdown() can
@@ -594,8 +272,8 @@ class EngineServer(engineio.AsyncServer):
                 self._schedule_ping(socket.sid)
             return None
         task = super().start_background_task(target, *args, **kwargs)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.background_tasks.add(task)
+        task.add_done_callback(self.background_tasks.discard)
         return task
 
     @property
@@ -631,7 +309,7 @@ class EngineServer(engineio.AsyncServer):
             if socket is not None:
                 self._ping(socket)
 
-    def _ping(self, socket: _LeanSocket) -> None:
+    def _ping(self, socket: LeanSocket) -> None:
         """python-engineio's ``AsyncSocket._send_ping`` after its sleep: send a PING and note
         when (its ``send`` would first check the ping timeout, which cannot have passed since
         ``last_ping`` is now)."""
@@ -648,14 +326,14 @@ class EngineServer(engineio.AsyncServer):
             self._ping_timer.cancel()
             self._ping_timer = None
         self._pings.clear()
-        tasks = [task for task in self._background if not task.done()]
+        tasks = [task for task in self.background_tasks if not task.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
-        return _Outbox(self)
+        return Outbox(self)
 
     def _ok(self, packets=None, headers=None, jsonp_index=None):
         """The Engine.IO spec answers a POST with ``ok``; python-engineio sends ``OK``."""
@@ -668,7 +346,7 @@ class EngineServer(engineio.AsyncServer):
         """Close an Engine.IO session now, without waiting for its queue to drain.
 
         The CLOSE packet is sent to the client; a WebSocket then closes as soon as it is
-        written (``_LeanSocket.close``), not after ping_interval + ping_timeout.
+        written (``LeanSocket.close``), not after ping_interval + ping_timeout.
         """
         socket = self.sockets.get(sid)
         if socket is None or socket.closed or socket.closing:
@@ -711,8 +389,8 @@ class EngineServer(engineio.AsyncServer):
         task = asyncio.get_running_loop().create_task(
             self.close_session(sid, self.reason.TRANSPORT_ERROR)
         )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.background_tasks.add(task)
+        task.add_done_callback(self.background_tasks.discard)
 
     async def expire_if_silent(self, sid: str) -> None:
         """Enforce the heartbeat timeout now rather than on the next monitor sweep."""
@@ -838,7 +516,7 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
         _upgrading: AsyncSocket | None = None
         _probed = False
         #: the session's transport, once the WebSocket is open and any upgrade done
-        transport: _WebSocketTransport | None = None
+        transport: WebSocketTransport | None = None
 
         def _refuse(self, message: str, status: int = HTTP_BAD_REQUEST) -> None:
             self.set_status(status)

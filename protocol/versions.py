@@ -1,11 +1,12 @@
 """The check that a library whose internals rollcall relies on is a release it was tested with.
 
-protocol/engine.py overrides python-engineio internals and writes through Tornado's,
-protocol/redis_transport.py relies on how redis-py's pub/sub blocks, handlers/tokens.py swaps an
-algorithm on PyJWT's PyJWS and store/aiopg_compat.py patches aiopg. Each of those modules names
-the release series it was tested with and calls `require` when it is imported, so an upgrade
-past it stops the server at start with one line instead of breaking it silently. setup.cfg pins
-the same series (tests/unit/test_versions.py keeps the two equal).
+protocol/engine.py and protocol/sessions.py override python-engineio internals (sessions.py
+writes through Tornado's too), protocol/redis_transport.py relies on how redis-py's pub/sub
+blocks, handlers/tokens.py swaps an algorithm on PyJWT's PyJWS and store/aiopg_compat.py patches
+aiopg. Each of those modules names the release series it was tested with and calls `require`
+when it is imported, so an upgrade past it stops the server at start with one line instead of
+breaking it silently. setup.cfg pins the same series (tests/unit/test_versions.py keeps the two
+equal).
 
 A leaf module (it imports nothing of rollcall), so that every layer may use it.
 """

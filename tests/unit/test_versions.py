@@ -11,15 +11,15 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from handlers import tokens
-from protocol import engine, redis_transport
+from protocol import redis_transport, sessions
 from protocol.versions import UntestedVersion, require, series_specifier
 from store import aiopg_compat
 from tests.support import ROOT
 
 #: each library rollcall relies on the internals of, and the series its module asserts
 ASSERTED = {
-    "tornado": engine.TORNADO_SERIES,
-    "python-engineio": engine.ENGINEIO_SERIES,
+    "tornado": sessions.TORNADO_SERIES,
+    "python-engineio": sessions.ENGINEIO_SERIES,
     "redis": redis_transport.REDIS_SERIES,
     "PyJWT": tokens.PYJWT_SERIES,
     "aiopg": aiopg_compat.AIOPG_SERIES,

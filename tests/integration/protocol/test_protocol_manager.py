@@ -113,7 +113,7 @@ PER_SESSION_WAITS = frozenset({
     "RequestHandler._execute",
     "AsyncSocket._websocket_handler.<locals>.websocket_wait",
     "LeanQueue.get",
-    "_Outbox.get",
+    "Outbox.get",
 })
 
 
@@ -128,7 +128,7 @@ async def test_an_idle_websocket_session_waits_without_tasks_of_its_own(url: str
         await joined(peer)
         names = {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}
         assert not names & PER_SESSION_WAITS
-        assert not any(name.startswith("_LeanSocket.") for name in names)
+        assert not any(name.startswith("LeanSocket.") for name in names)
         assert "WebSocketHandler.get" in names  # Tornado's frame loop: the connection's one task
     finally:
         peer.close()

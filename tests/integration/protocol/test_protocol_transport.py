@@ -1,4 +1,4 @@
-"""An open WebSocket session's transport (protocol/engine.py, ``_WebSocketTransport``): frames go
+"""An open WebSocket session's transport (``protocol.sessions.WebSocketTransport``): frames go
 from Tornado straight to the session and back, without python-engineio's reader and writer, and
 still in order, and the session and its connection end together."""
 
