@@ -194,35 +194,29 @@ class LeanSocket(AsyncSocket):
     async def _websocket_handler(self, ws: eio_tornado.WebSocket) -> None:
         """python-engineio's WebSocket transport (4.15) up to the end of an upgrade's
         handshake; from then on the session talks to the WebSocket directly."""
-        server = self.server
+        limit = self.server.max_http_buffer_size
 
-        async def websocket_wait() -> str | bytes:
-            data = await ws.wait()
-            if data and len(data) > server.max_http_buffer_size:
-                raise ValueError("packet is too large")
-            return data
+        async def next_packet() -> eio_packet.Packet | None:
+            """The client's next frame; None once it closed or sent one over the limit."""
+            try:
+                data = await ws.wait()
+            except OSError:
+                return None
+            if data and len(data) > limit:
+                return None
+            return eio_packet.Packet(encoded_packet=data)
 
         if self.connected:
             # the socket was already connected, so this is an upgrade
             self.upgrading = True  # hold packet sends during the upgrade
-            try:
-                pkt = await websocket_wait()
-            except (OSError, ValueError):
-                self.upgrading = False
-                return
-            decoded = eio_packet.Packet(encoded_packet=pkt)
-            if decoded.packet_type != eio_packet.PING or decoded.data != PROBE:
+            probe = await next_packet()
+            if probe is None or probe.packet_type != eio_packet.PING or probe.data != PROBE:
                 self.upgrading = False
                 return
             await ws.send(eio_packet.Packet(eio_packet.PONG, data=PROBE).encode())
             await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
-            try:
-                pkt = await websocket_wait()
-            except (OSError, ValueError):
-                self.upgrading = False
-                return
-            decoded = eio_packet.Packet(encoded_packet=pkt)
-            if decoded.packet_type != eio_packet.UPGRADE:
+            upgrade = await next_packet()
+            if upgrade is None or upgrade.packet_type != eio_packet.UPGRADE:
                 self.upgraded = False
                 self.upgrading = False
                 return
