@@ -25,7 +25,6 @@ import engineio
 import tornado.httputil
 import tornado.web
 import tornado.websocket
-from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 from engineio.async_socket import AsyncSocket
@@ -34,7 +33,6 @@ from .queues import LeanQueue
 from .sessions import (
     ENGINEIO_SERIES,
     MESSAGE_TYPE,
-    NOOP_FRAME,
     PROBE,
     LeanSocket,
     Outbox,
@@ -402,15 +400,11 @@ class EngineServer(engineio.AsyncServer):
 
 
 class _UpgradingWebSocket(eio_tornado.WebSocket):
-    """python-engineio's Tornado WebSocket wrapper, with two changes.
-
-    It switches protocols (HTTP 101) only when python-engineio runs it, that is once the request
-    has passed every check python-engineio makes (Origin, parameters, session, the connect
-    event): a refusal is then an HTTP status, never a WebSocket without a session. And ``send``
-    waits for the client to take a message whenever the socket's buffer is not empty, so a
-    client that does not read makes the session's queue grow (where it is bounded), not
-    Tornado's write buffer.
-    """
+    """python-engineio's Tornado WebSocket wrapper, switching protocols (HTTP 101) only when
+    python-engineio runs it, that is once the request has passed every check python-engineio
+    makes (Origin, parameters, session, the connect event): a refusal is then an HTTP status,
+    never a WebSocket without a session. Once the session's ``WebSocketTransport`` takes over,
+    only the upgrade's probe answer has been sent through it."""
 
     async def __call__(self, environ: dict[str, Any]) -> None:
         handler = environ["tornado.handler"]
@@ -430,19 +424,6 @@ class _UpgradingWebSocket(eio_tornado.WebSocket):
         finally:
             if handler.transport is None and server._websockets.get(socket.sid) is handler:
                 del server._websockets[socket.sid]  # else the transport's end forgets it
-
-    async def send(self, message: str | bytes) -> None:
-        if message == NOOP_FRAME:
-            # python-engineio queues a NOOP to end the last poll of an upgrade; when no poll was
-            # pending it would otherwise leak onto the new WebSocket
-            return
-        handler = self.tornado_handler
-        try:
-            written = handler.write_message(message, binary=isinstance(message, bytes))
-            if handler.ws_connection.stream.writing():
-                await written
-        except tornado.websocket.WebSocketClosedError:
-            raise eio_exceptions.EngineIOError() from None
 
 
 def _valid_frame(frame: str, types: frozenset[str]) -> bool:

@@ -75,7 +75,7 @@ class Outbox(LeanQueue):
 
     python-engineio computes ``int(seconds) * 1000``, so 0.3 s would be announced as 0 ms. And it
     queues without limit for a client that never polls (or, on WebSocket, that never reads; see
-    ``_UpgradingWebSocket.send``): past ``max_session_output`` the backlog is dropped, nothing
+    ``WebSocketTransport.send``): past ``max_session_output`` the backlog is dropped, nothing
     but the CLOSE is queued any more, and the server closes the session.
     """
 
@@ -174,7 +174,7 @@ class LeanSocket(AsyncSocket):
         transport.send(pkt)
 
     def push(self, pkt: eio_packet.Packet) -> None:
-        """Send `pkt` without waiting (a PING, a NOOP): on the WebSocket, or queued for a poll."""
+        """Send `pkt` without waiting (a PING): on the WebSocket, or queued for a poll."""
         if self.transport is not None:
             self.transport.send(pkt)
         else:
