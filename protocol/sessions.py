@@ -234,7 +234,8 @@ class WebSocketTransport:
 
     python-engineio's own transport runs a reader and a writer coroutine for each WebSocket and
     passes every frame through a queue to each: two more loop wake-ups, a timer and a task per
-    message, and ~3 KB of coroutines, queue and timer per idle connection. What it guaranteed is
+    message, and with the request's coroutines they held ~10 KB per idle connection (measured in
+    docs/benchmarks.md, issue 15's third round). What it guaranteed is
     kept: frames are handled one after another in arrival order (a frame whose handling has to
     wait holds back the ones after it), a client that does not read makes the session's bounded
     queue grow (``Outbox``), not Tornado's write buffer, and the session closes when the
