@@ -15,6 +15,7 @@ import tornado.web
 
 from config import Config
 from tests.support.joins import LESSON, SEATS, Client, MixpanelSink, free_port
+from tests.support.lessons import add_lesson
 
 MIXPANEL_TOKEN = "test-mixpanel-token"
 # Keyspace notifications for the events the tests await: K keyspace, h hash, g generic, $ string.
@@ -50,13 +51,7 @@ def config(config: Config, mixpanel_url: str) -> Config:
 @pytest.fixture
 def lesson(database: psycopg2.extensions.connection) -> str:
     """A lesson of SEATS seats in which u1 has seat 7."""
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, %s)", (LESSON, SEATS))
-        cur.execute(
-            "INSERT INTO student_attend (lesson_id, student_id, seat) VALUES (%s, %s, %s)",
-            (LESSON, "u1", 7),
-        )
-    return LESSON
+    return add_lesson(database, LESSON, SEATS, {"u1": 7})
 
 
 @pytest.fixture(params=["polling", "websocket"])

@@ -15,6 +15,7 @@ from tests.support.joins import (
     request,
     teacher_request,
 )
+from tests.support.lessons import add_lesson
 from tests.support.lifecycle import presence
 
 OTHER = "lesson-2"
@@ -33,9 +34,7 @@ BOTH_SEAT_MAPS = {
 
 @pytest.fixture
 def other_lesson(lesson: str, database: psycopg2.extensions.connection) -> str:
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, %s)", (OTHER, OTHER_SEATS))
-    return OTHER
+    return add_lesson(database, OTHER, OTHER_SEATS)
 
 
 def participant(sid: str, lesson_id: str) -> dict[str, tuple[dict[str, str], bool]]:

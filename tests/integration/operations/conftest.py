@@ -16,6 +16,7 @@ from config import Config
 from tests.integration.lifecycle.conftest import server_events  # noqa: F401 - a fixture, reused as it is
 from tests.support import TEST_TOKEN_SECRET
 from tests.support import joins as tokens
+from tests.support.lessons import add_lesson
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -39,27 +40,13 @@ def config(config: Config) -> Config:
 @pytest.fixture
 def lesson(database: psycopg2.extensions.connection) -> str:
     """A lesson of SEAT_COUNT seats in which student s1 has seat 2."""
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, %s)", (LESSON, SEAT_COUNT))
-        cur.execute(
-            "INSERT INTO student_attend (lesson_id, student_id, seat) VALUES (%s, %s, %s)",
-            (LESSON, "s1", 2),
-        )
-    return LESSON
+    return add_lesson(database, LESSON, SEAT_COUNT, {"s1": 2})
 
 
 @pytest.fixture
 def roll_call(database: psycopg2.extensions.connection) -> str:
     """The lesson ROLL_CALL: ROLL_CALL_SEATS seats and the ENROLLED students."""
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, %s)",
-                    (ROLL_CALL, ROLL_CALL_SEATS))
-        for student, seat in ENROLLED.items():
-            cur.execute(
-                "INSERT INTO student_attend (lesson_id, student_id, seat) VALUES (%s, %s, %s)",
-                (ROLL_CALL, student, seat),
-            )
-    return ROLL_CALL
+    return add_lesson(database, ROLL_CALL, ROLL_CALL_SEATS, ENROLLED)
 
 
 async def admin_get(url: str, path: str, headers: dict[str, str] | None = BEARER

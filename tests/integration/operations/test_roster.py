@@ -30,6 +30,7 @@ from tests.integration.operations.conftest import (
     participant_token,
     teacher_token,
 )
+from tests.support.lessons import add_lesson
 from tests.support.lifecycle import ServerEvents
 from web.roll_call import RosterRow
 
@@ -227,8 +228,7 @@ async def test_a_teacher_and_a_participant_without_token_are_not_roster_entries(
 async def test_a_lesson_switch_leaves_the_first_lesson(
     url: str, roll_call: str, connect: Connect, database: psycopg2.extensions.connection
 ):
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, 2)", (SECOND_LESSON,))
+    add_lesson(database, SECOND_LESSON, 2)
     client = await connect()
     await join_as(client, "ana", ROLL_CALL)
 
@@ -312,9 +312,7 @@ async def test_a_roster_key_of_another_type_refuses_the_join_and_writes_nothing(
 async def test_attendance_csv_names_the_lesson_and_the_day(url: str, connect: Connect,
                                                            database, redis_db: redis.Redis):
     lesson = 'Math 7/b "ü"'
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, 2)", (lesson,))
-        cur.execute("INSERT INTO student_attend VALUES (%s, '=HYPERLINK(1)', 1)", (lesson,))
+    add_lesson(database, lesson, 2, {"=HYPERLINK(1)": 1})
     await join_as(await connect(), "@guest", lesson, client_id="+31 6 1234")
     before = datetime.datetime.now(datetime.UTC).date()
 

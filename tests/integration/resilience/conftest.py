@@ -12,6 +12,7 @@ import tornado.web
 
 from config import Config
 from server import make_http_server
+from tests.support.lessons import add_lesson
 from tests.support.peers import LESSON, SEATS, Peer, open_peer
 
 # The production defaults of the limits are exercised in test_limits.py; elsewhere they would
@@ -42,9 +43,7 @@ def url(http_server, http_port: int) -> str:
 @pytest.fixture
 def lesson(database: psycopg2.extensions.connection) -> str:
     """A lesson of SEATS seats."""
-    with database.cursor() as cur:
-        cur.execute("INSERT INTO lesson (id, seat_count) VALUES (%s, %s)", (LESSON, SEATS))
-    return LESSON
+    return add_lesson(database, LESSON, SEATS)
 
 
 @pytest.fixture(params=["websocket", "polling"])
