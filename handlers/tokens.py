@@ -53,7 +53,7 @@ MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2, for HS256
 EXPIRY_CLAIM = "exp"
 #: claims that say when, by whom, for whom or as what a token is issued, never which user holds it
 NOT_USER_ID_CLAIMS = (EXPIRY_CLAIM, "nbf", "iat", "iss", "aud", "jti", ROLE_CLAIM)
-#: verified tokens whose identity is kept (~0.5 kB each for a typical token, < 1.5 kB at most)
+#: verified tokens whose identity is kept (~0.7 kB each for a typical token, < 2 kB at most)
 CACHE_SIZE = 4096
 #: longer tokens are verified on every use, so that the cache's memory stays bounded
 MAX_CACHED_TOKEN_LENGTH = 1024
@@ -85,8 +85,9 @@ class Identity:
     client_id: str
     #: the `role` claim, None when absent or not a string
     role: str | None
-    #: the user ids the token vouches for: its user id claim, its `sub` and its client id
-    user_ids: frozenset[str] = frozenset()
+    #: the user ids the token vouches for: its client id, `sub` and user id claim (a tuple: a
+    #: third of a frozenset's memory in the cache, and as quick to search for three)
+    user_ids: tuple[str, ...] = ()
 
     def vouches_for(self, user_id: str) -> bool:
         """Whether the token binds `user_id`: a join's attendance is that user's only then."""
@@ -173,12 +174,12 @@ def _identity(claims: dict[str, Any], user_id_claim: str) -> Identity:
             if is_reserved(value):
                 raise InvalidToken("the access token's client id is reserved")
             role = claims.get(ROLE_CLAIM)
-            user_ids = {value}
-            for bound in (claims.get(user_id_claim), claims.get(SUBJECT_CLAIM)):
+            user_ids = [value]
+            for bound in (claims.get(SUBJECT_CLAIM), claims.get(user_id_claim)):
                 user_id = _user_id(bound)
-                if user_id is not None:
-                    user_ids.add(user_id)
-            return Identity(value, role if isinstance(role, str) else None, frozenset(user_ids))
+                if user_id is not None and user_id not in user_ids:
+                    user_ids.append(user_id)
+            return Identity(value, role if isinstance(role, str) else None, tuple(user_ids))
     raise InvalidToken("the access token carries no client id")
 
 
