@@ -165,7 +165,7 @@ class JoinLesson:
             elif client_id is not None:
                 join = ParticipantJoin(
                     request.lesson_id, lesson.seat_count, sid, client_id, request.role,
-                    request.user_id, verified is not False,
+                    request.user_id, verified=bool(verified),
                 )
             else:
                 join = SeatsOnly(request.lesson_id, lesson.seat_count, sid)
