@@ -1,5 +1,5 @@
 """Whose attendance a participant's join is: the user ids its token vouches for (its user id
-claim, `sub`, its client id), and --user-id-claim."""
+claim, `sub`, its client id), --user-id-claim, and how an unverified claim reads back."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import pytest
 
 from config import parse_config
 from handlers.tokens import TokenVerifier
+from store.lessons import Enrolment
+from store.roster import claim_field, parse_claims
+from web.roll_call import STATUSES, unverified_claims
 
 SECRET = "unit-test-secret-of-at-least-32-bytes-for-hs256"
 
@@ -93,3 +96,32 @@ def test_a_bad_user_id_claim_exits_2_with_one_line_naming_the_flag(argv, environ
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert "--user-id-claim" in err
+
+
+RECORD = '{"sid": "s1", "client_id": "mallory", "first": 1, "last": 2, "joins": 1}'
+
+
+def test_claims_read_back_only_as_the_join_script_writes_them():
+    """A field that is not `[user_id, client_id]`, or whose record names another client, reads
+    as no claim: nobody can plant one that the roll call would show under another client."""
+    fields = {
+        claim_field("ben", "mallory"): RECORD,
+        claim_field("ana", "mallory"): RECORD,
+        claim_field("ana", "eve"): RECORD,  # the record says mallory
+        '["ana"]': RECORD,
+        '["ana", 7]': RECORD,
+        "ana": RECORD,
+        claim_field("dan", "mallory"): "not json",
+    }
+    assert [(c.user_id, c.client_id, c.sid) for c in parse_claims(fields)] == [
+        ("ana", "mallory", "s1"), ("ben", "mallory", "s1"),
+    ]
+
+
+def test_a_claim_is_never_a_status_of_the_student_it_names():
+    (claim,) = parse_claims({claim_field("ana", "mallory"): RECORD})
+    (row,) = unverified_claims(Enrolment(4, {"ana": 1}), [claim])
+    assert (row.user_id, row.seat, row.enrolled, row.status, row.verified) == (
+        "ana", None, True, "unverified", False
+    )
+    assert row.status not in STATUSES
