@@ -49,24 +49,37 @@ def process_user(pid: int) -> str:
     return pathlib.Path(f"/proc/{pid}").owner()
 
 
+class Services:
+    """scripts/services.sh of a clone, run as `user`."""
+
+    def __init__(self, rc: pathlib.Path, user: str | None) -> None:
+        self.script = str(rc.joinpath(*SERVICES))
+        self.user = user
+        self.run_dir = rc / ".run" / "test"
+
+    def __call__(self, command: str, *ports: int) -> None:
+        done = subprocess.run(
+            as_user(self.user, [self.script, command, str(self.run_dir), *map(str, ports)]),
+            capture_output=True, text=True,
+        )
+        assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("user", [None, UNPRIVILEGED], ids=["invoking-user", "unprivileged"])
 def test_both_databases_start_and_stop_in_a_clone_under_a_closed_folder(user: str | None) -> None:
     if user is not None and not is_root():
         pytest.skip("the invoking user is the unprivileged one (see the other case)")
     redis_port, pg_port = free_port(), free_port()
+    runs_as = user or pwd.getpwuid(os.geteuid()).pw_name
     with closed_home(user) as home:
         rc = clone(home / "rollcall")
         if user is not None:
             give_to(rc, user)
-        run_dir = rc / ".run" / "test"
-        services = [str(rc.joinpath(*SERVICES))]
-        started = subprocess.run(as_user(user, [*services, "start", str(run_dir), str(redis_port),
-                                                str(pg_port)]), capture_output=True, text=True)
+        services = Services(rc, user)
         try:
-            assert started.returncode == 0, started.stderr
-            data = (run_dir / "pg").resolve()
-            runs_as = user or pwd.getpwuid(os.geteuid()).pw_name
-            redis_pid = int((run_dir / "redis.pid").read_text())
+            services("start", redis_port, pg_port)
+            data = (services.run_dir / "pg").resolve()
+            redis_pid = int((services.run_dir / "redis.pid").read_text())
             assert process_user(redis_pid) == runs_as
             with redis.Redis(port=redis_port) as db:
                 assert db.ping()
@@ -82,16 +95,15 @@ def test_both_databases_start_and_stop_in_a_clone_under_a_closed_folder(user: st
                 assert (owner(data), data.stat().st_mode & 0o777) == (PG_OWNER, 0o700)
                 assert process_user(pg_pid) == PG_OWNER
             else:
-                assert data == run_dir / "pg"
+                assert data == services.run_dir / "pg"
                 assert process_user(pg_pid) == runs_as
+
+            services("stop")
+            assert ends_within(redis_pid, STOP_TIMEOUT) and ends_within(pg_pid, STOP_TIMEOUT)
+            services("start", redis_port, pg_port)  # again, on the cluster it made
+            assert postmaster_pid(data) != pg_pid
         finally:
-            stopped = subprocess.run(as_user(user, [*services, "stop", str(run_dir)]),
-                                     capture_output=True, text=True)
-        assert stopped.returncode == 0, stopped.stderr
-        assert ends_within(redis_pid, STOP_TIMEOUT) and ends_within(pg_pid, STOP_TIMEOUT)
-        removed = subprocess.run(as_user(user, [*services, "remove", str(run_dir)]),
-                                 capture_output=True, text=True)
-        assert removed.returncode == 0, removed.stderr
+            services("remove")
         assert not data.exists()
 
 
