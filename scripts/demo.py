@@ -103,7 +103,7 @@ class Demo:
 
     async def join(self, user_id: str, role: str = "student") -> dict[str, Any]:
         """Connect a new client for `user_id` (replacing its previous one) and join with its
-        own token; returns the ack."""
+        own token; returns the ack, which must be SUCCESS."""
         # handle_sigint=False: Ctrl-C is main()'s, which closes the class in order
         client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         await client.connect(self.target.url, transports=["websocket"],
@@ -116,6 +116,8 @@ class Demo:
             "access_token": token, "role": role,
         }, timeout=ACK_TIMEOUT)
         self.acks.append((user_id, ack))
+        if ack.get("status") != SUCCESS:
+            raise DemoError(f"{user_id}'s join answered {json.dumps(ack)}")
         return ack
 
     async def leave(self, user_ids: Sequence[str]) -> None:
@@ -124,9 +126,6 @@ class Demo:
 
     async def close(self) -> None:
         await self.leave(list(self.clients))
-
-    def failed(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(user_id, ack) for user_id, ack in self.acks if ack.get("status") != SUCCESS]
 
 
 async def lesson(target: Target) -> dict[str, Any]:
@@ -157,26 +156,26 @@ async def until_left(target: Target, user_ids: Sequence[str]) -> None:
             await asyncio.sleep(POLL_STEP)
 
 
-async def fill(target: Target, out: Any = sys.stdout) -> Demo:
+async def fill(target: Target) -> Demo:
     """The demo's whole scenario, printing as it goes; the class stays connected (the caller
     closes the returned Demo)."""
     plan = Plan.of((await lesson(target))["roster"])
     demo = Demo(target)
     try:
         ack = await demo.join(TEACHER, "teacher")
-        print(f"teacher {TEACHER} joins: ack {json.dumps(ack)}", file=out)
+        print(f"teacher {TEACHER} joins: ack {json.dumps(ack)}")
         for user_id in plan.joining:
             await demo.join(user_id)
         print(f"{len(plan.joining)} enrolled students join, each with its own token: "
-              f"{acks_summary(demo.acks[1:])}", file=out)
-        print(f"  staying away: {', '.join(plan.staying_away)}", file=out)
+              f"{acks_summary(demo.acks[1:])}")
+        print(f"  staying away: {', '.join(plan.staying_away)}")
         ack = await demo.join(OUTSIDER)
-        print(f"{OUTSIDER}, not enrolled, joins: ack {json.dumps(ack)}", file=out)
+        print(f"{OUTSIDER}, not enrolled, joins: ack {json.dumps(ack)}")
         await demo.leave(plan.leaving)
         await until_left(target, plan.leaving)
-        print(f"{', '.join(plan.leaving)} leave", file=out)
+        print(f"{', '.join(plan.leaving)} leave")
         ack = await demo.join(plan.comeback)
-        print(f"{plan.comeback} comes back on a new connection: ack {json.dumps(ack)}", file=out)
+        print(f"{plan.comeback} comes back on a new connection: ack {json.dumps(ack)}")
     except BaseException:
         await demo.close()
         raise
@@ -194,7 +193,7 @@ def shortened(value: dict[str, str]) -> dict[str, str]:
     return {**dict(list(value.items())[:SHOWN_FIELDS]), "…": f"{len(value)} fields"}
 
 
-async def show_keys(target: Target, students: Sequence[str], out: Any = sys.stdout) -> None:
+async def show_keys(target: Target, students: Sequence[str]) -> None:
     """The keys the joins wrote: the lesson's three hashes, the teacher's key, and one student's
     `{client_id}` key for all of theirs."""
     lesson_id = target.lesson_id
@@ -202,13 +201,13 @@ async def show_keys(target: Target, students: Sequence[str], out: Any = sys.stdo
     try:
         keys = [f"lesson_seat_{lesson_id}", f"lesson_teacher_{lesson_id}",
                 f"lesson_student_{lesson_id}", TEACHER, students[0]]
-        print("Redis keys:", file=out)
+        print("Redis keys:")
         for key in keys:
             value = await db.hgetall(key)
             print(f"  {key}  hash  ttl={await db.ttl(key)}  "
-                  f"{json.dumps(shortened(value), ensure_ascii=False)}", file=out)
+                  f"{json.dumps(shortened(value), ensure_ascii=False)}")
         print(f"  … and the {{client_id}} keys of the {len(students) - 1} other participants "
-              f"who joined, like {students[0]}'s", file=out)
+              f"who joined, like {students[0]}'s")
     finally:
         await db.aclose()
 
@@ -220,7 +219,7 @@ def roll_call_summary(document: dict[str, Any]) -> str:
             f"of {counts['enrolled']} enrolled; not enrolled {outsiders}")
 
 
-async def main(target: Target) -> int:
+async def main(target: Target) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -231,14 +230,11 @@ async def main(target: Target) -> int:
         await show_keys(target, list(dict.fromkeys(joined)))
         print(f"Roll call (GET /lessons/{target.lesson_id}): "
               f"{roll_call_summary(await lesson(target))}")
-        for user_id, ack in demo.failed():
-            print(f"{user_id}'s join failed: {json.dumps(ack)}")
         print(f"The live seating chart: {target.view_url()}")
         print("The class stays connected; Ctrl-C takes it out.", flush=True)
         await stop.wait()
     finally:
         await demo.close()
-    return 1 if demo.failed() else 0
 
 
 def run_file() -> dict[str, str]:
@@ -272,6 +268,6 @@ def parse_target(argv: Sequence[str]) -> Target:
 if __name__ == "__main__":
     target = parse_target(sys.argv[1:])
     try:
-        sys.exit(asyncio.run(main(target)))
+        asyncio.run(main(target))
     except (DemoError, TimeoutError, OSError, socketio.exceptions.SocketIOError) as exc:
         sys.exit(f"demo: {exc or type(exc).__name__}")

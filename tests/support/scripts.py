@@ -22,7 +22,7 @@ class ScriptProcess:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.out = ""
-        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._more = asyncio.Event()
         self._readers = [asyncio.ensure_future(self._read(stream))
                          for stream in (proc.stdout, proc.stderr)]
 
@@ -37,12 +37,14 @@ class ScriptProcess:
     async def _read(self, stream: asyncio.StreamReader | None) -> None:
         assert stream is not None
         async for line in stream:
-            self._lines.put_nowait(line.decode())
+            self.out += line.decode()
+            self._more.set()
 
     async def wait_for(self, text: str) -> str:
         """All output so far once a line holds `text` (the caller bounds the wait)."""
         while text not in self.out:
-            self.out += await self._lines.get()
+            self._more.clear()
+            await self._more.wait()
         return self.out
 
     def interrupt(self) -> None:
