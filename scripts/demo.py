@@ -147,13 +147,18 @@ async def lesson(target: Target) -> dict[str, Any]:
 
 
 async def until_left(target: Target, user_ids: Sequence[str]) -> None:
-    """Wait until the roll call shows `user_ids` as left: their disconnects have been handled."""
-    async with asyncio.timeout(LEFT_TIMEOUT):
-        while True:
-            rows = {row["user_id"]: row for row in (await lesson(target))["roster"]}
-            if all(rows[user]["status"] == "left" for user in user_ids):
-                return
-            await asyncio.sleep(POLL_STEP)
+    """Wait until the roll call shows `user_ids` as left: their disconnects have been handled
+    (the server signals nothing to a client that left, so this polls)."""
+    try:
+        async with asyncio.timeout(LEFT_TIMEOUT):
+            while True:
+                rows = {row["user_id"]: row for row in (await lesson(target))["roster"]}
+                if all(rows[user]["status"] == "left" for user in user_ids):
+                    return
+                await asyncio.sleep(POLL_STEP)
+    except TimeoutError:
+        raise DemoError(f"the roll call did not show {', '.join(user_ids)} as left within "
+                        f"{LEFT_TIMEOUT} s") from None
 
 
 async def fill(target: Target) -> Demo:
