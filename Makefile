@@ -22,7 +22,7 @@ test: $(INSTALLED) $(NODE_INSTALLED) $(PROTOCOL_SUITE_INSTALLED)
 	@scripts/test.sh $(ARGS)
 
 demo: $(INSTALLED)
-	$(PY) scripts/demo.py $(ARGS)
+	@$(PY) scripts/demo.py $(ARGS)
 
 bench: $(INSTALLED)
 	$(PY) bench/protocol_bench.py
@@ -61,6 +61,6 @@ $(PROTOCOL_SUITE)/%:
 	@exit 1
 
 clean:
-	-scripts/services.sh stop .run/dev
-	-scripts/services.sh stop .run/test
+	-scripts/services.sh remove .run/dev
+	-scripts/services.sh remove .run/test
 	rm -rf $(VENV) .run tests/integration/node/node_modules
