@@ -18,25 +18,12 @@ import redis
 from store.keys import HELD_KEY, ROSTER_KEY, STUDENTS_KEY
 from store.presence import JOIN_SCRIPT, ParticipantEntry, RosterEntry, parse_held_field
 from tests.support import SUCCESS
-from tests.support.healing import wait_for
+from tests.support.healing import naming, wait_for
 from tests.support.joins import LESSON, participant_token, request
 from tests.support.lessons import add_lesson
 
 OTHER = "lesson-2"
 STUDENTS = STUDENTS_KEY.format(lesson_id=LESSON)
-
-
-def naming(db: redis.Redis, sid: str) -> list[tuple[str, str]]:
-    """Every (key, field) of the database whose value holds `sid`: presence fields (the sid
-    itself), roster records (JSON holding it) and held records (the sid itself)."""
-    found = []
-    for key in db.keys("*"):
-        kind = db.type(key)
-        if kind == "hash":
-            found += [(key, field) for field, value in db.hgetall(key).items() if sid in value]
-        elif kind == "string" and sid in (db.get(key) or ""):
-            found.append((key, ""))
-    return sorted(found)
 
 
 @pytest.fixture
