@@ -51,37 +51,44 @@ def outage(request: pytest.FixtureRequest, redis_db, redis_stall, config) -> Any
     return Pause(redis_db, int((config.store_timeout + 5) * 1000))
 
 
-async def timed_out_join(client, outage, redis_db, presence, secret) -> None:
-    """c1 joins LESSON while Redis does not answer: UNAVAILABLE. After the outage, a stalled
-    Redis runs the script (its write is awaited); a paused one has dropped it.
+@pytest.fixture
+def timed_out(io_loop, connect, lesson, outage, redis_db, services, secret) -> Any:
+    """A client whose join of LESSON (as c1) answered UNAVAILABLE because Redis did not answer.
+    After the outage, a stalled Redis runs the script (its write is awaited); a paused one has
+    dropped it.
 
     As after any earlier join, the join script is in Redis's cache (else the late EVALSHA
     would only find NOSCRIPT) and the server's pool has a connection open (a new one would
     time out in its handshake, before the script is sent at all)."""
-    redis_db.script_load(JOIN_SCRIPT.text)
-    await presence.ping()
-    outage.begin()
-    try:
-        ack = await client.join(request(user_id="c1", access_token=participant_token("c1", secret)))
-    finally:
-        outage.end()
-    assert ack["data"]["code"] == "UNAVAILABLE"
-    if isinstance(outage, Pause):
-        assert naming(redis_db, client.sid) == []
-    else:
+
+    async def join_while_out() -> Any:
+        client = await connect()
+        redis_db.script_load(JOIN_SCRIPT.text)
+        await services.presence.ping()
+        outage.begin()
+        try:
+            token = participant_token("c1", secret)
+            ack = await client.join(request(user_id="c1", access_token=token))
+        finally:
+            outage.end()
+        assert ack["data"]["code"] == "UNAVAILABLE"
         sid = client.sid
-        await wait_for(lambda: redis_db.hget(STUDENTS, "c1") == sid, "the late script's write")
+        if isinstance(outage, Pause):
+            assert naming(redis_db, sid) == []
+        else:
+            await wait_for(lambda: redis_db.hget(STUDENTS, "c1") == sid, "the late write")
+        return client
+
+    return io_loop.run_sync(join_while_out, timeout=30)
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_timed_out_join_then_a_disconnect_leaves_nothing_naming_the_sid(
-    connect, lesson, redis_db, secret, server_events, outage, services
+    timed_out, redis_db, server_events
 ):
-    client = await connect()
-    sid = client.sid
-    await timed_out_join(client, outage, redis_db, services.presence, secret)
+    sid = timed_out.sid
 
-    await client.close()
+    await timed_out.close()
     await server_events.wait_for("disconnect", sid)
 
     assert naming(redis_db, sid) == []
@@ -89,15 +96,14 @@ async def test_a_timed_out_join_then_a_disconnect_leaves_nothing_naming_the_sid(
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_timed_out_join_then_a_switch_leaves_nothing_naming_the_sid_there(
-    connect, other_lesson, redis_db, secret, server_events, outage, services
+    timed_out, other_lesson, redis_db, secret, server_events, services
 ):
-    client = await connect()
-    sid = client.sid
-    await timed_out_join(client, outage, redis_db, services.presence, secret)
-
+    sid = timed_out.sid
     token = participant_token("c1", secret)
-    assert await client.join(request(user_id="c1", lesson_id=OTHER, access_token=token)) == SUCCESS
 
+    ack = await timed_out.join(request(user_id="c1", lesson_id=OTHER, access_token=token))
+
+    assert ack == SUCCESS
     # what names the sid now is its presence in the other lesson, and nothing of the first
     named = naming(redis_db, sid)
     held = HELD_KEY.format(process_id=services.presence.process_id)
@@ -107,6 +113,6 @@ async def test_a_timed_out_join_then_a_switch_leaves_nothing_naming_the_sid_ther
     assert {parse_held_field(field) for key, field in named if key == held} == {
         ParticipantEntry(OTHER, "c1"), RosterEntry(OTHER, "c1")
     }
-    await client.close()
+    await timed_out.close()
     await server_events.wait_for("disconnect", sid)
     assert naming(redis_db, sid) == []

@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import tornado.web
 
 from config import Config
-from server import make_http_server
 from tests.integration.operations.conftest import ADMIN_TOKEN, BEARER, admin_get
+from tests.integration.resilience.conftest import (  # noqa: F401 - a fixture, reused as it is
+    http_server,
+)
 from tests.support import ServerProcess, free_port
 from web.auth import COOKIE_NAME
 
@@ -20,16 +21,6 @@ VIEW = "/lessons/L/view"
 #: the views that are not a page a browser opens: the token goes in a header, never the query
 NOT_PAGES = ("/lessons/L", "/lessons/L/attendance.csv")
 HTTPS = {"X-Forwarded-Proto": "https"}
-
-
-@pytest.fixture
-def http_server(io_loop, app: tornado.web.Application, config: Config, _unused_port):
-    """pytest-tornado's fixture, with the HTTP server that server.serve() builds."""
-    server = make_http_server(app, config)
-    server.add_socket(_unused_port[0])
-    yield server
-    server.stop()
-    io_loop.run_sync(server.close_all_connections)
 
 
 def cookie_attributes(set_cookie: str) -> set[str]:
