@@ -121,6 +121,7 @@ async def test_a_join_refused_as_swept_answers_unavailable_then_the_process_star
     """In-process, so that the join surely reaches Redis before the heartbeat notices."""
     old = services.presence.process_id
     client = await connect()
+    sid = client.sid  # the client forgets it once dropped, maybe before the test looks
     survivor = PresenceStore.open(redis_url, timeout=2.0)
     try:
         await Liveness(survivor, 5.0).renew()
@@ -133,7 +134,7 @@ async def test_a_join_refused_as_swept_answers_unavailable_then_the_process_star
         assert services.presence.swept.is_set()
 
         await rollcall.sweeper.start()
-        dropped = await server_events.wait_for("disconnect", client.sid)
+        dropped = await server_events.wait_for("disconnect", sid)
         assert dropped.reason == "server disconnect"
         new = services.presence.process_id
         assert new != old and alive(redis_db, new)
