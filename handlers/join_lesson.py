@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import metrics
 from handlers.connections import ClientGone, Connection, Connections
-from handlers.errors import Code, JoinError, LessonNotFound, Unavailable
+from handlers.errors import Code, JoinError, LessonNotFound, SeatCountTooLarge, Unavailable
 from handlers.limits import JoinRateLimiter
 from handlers.tokens import TokenVerifier
 from handlers.validation import JoinRequest, parse_join_request
 from store.errors import StoreUnavailable
-from store.lessons import LessonStore
+from store.lessons import MAX_SEAT_COUNT, LessonStore
 from store.presence import (
     Join,
     JoinOutcome,
@@ -156,6 +156,10 @@ class JoinLesson:
             raise Unavailable(UNAVAILABLE_MESSAGE) from exc
         if lesson is None:
             raise LessonNotFound(f"no lesson {request.lesson_id!r}")
+        if lesson.seat_count > MAX_SEAT_COUNT:
+            raise SeatCountTooLarge(
+                f"seat_count {lesson.seat_count} is above the {MAX_SEAT_COUNT} a seat map holds"
+            )
         async with record.lock:
             if record.gone:
                 raise ClientGone(sid)
