@@ -342,14 +342,19 @@ class PresenceStore:
         return [self._join_outcome(result, book.process_id) for result in results]
 
     def _join_outcome(self, result: object, process_id: str) -> JoinOutcome | Exception:
-        if isinstance(result, ResponseError) and str(result).startswith(SWEPT_REPLY):
+        if isinstance(result, Exception):
+            return self.script_error(result, process_id)
+        assert isinstance(result, list)
+        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
+
+    def script_error(self, error: Exception, process_id: str) -> Exception:
+        """What a script's error reply means: ProcessSwept when the script found `process_id`
+        swept (and the swept event set, unless that id was replaced meanwhile), else itself."""
+        if isinstance(error, ResponseError) and str(error).startswith(SWEPT_REPLY):
             if process_id == self.process_id:  # not an identity already replaced
                 self.swept.set()
             return ProcessSwept(process_id)
-        if isinstance(result, Exception):
-            return result
-        assert isinstance(result, list)
-        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
+        return error
 
     async def leave(self, leave: Leave) -> int:
         """Clear what a disconnected sid still holds; returns the number of fields cleared.
@@ -471,9 +476,21 @@ class PresenceStore:
         return self._prefix + name
 
     @property
+    def bookkeeping(self) -> Bookkeeping:
+        """The held record, swept key and registry of the current process id, for scripts that
+        keep them besides the join and leave scripts (store/reassertion.py)."""
+        return self._bookkeeping
+
+    @property
     def client(self) -> aioredis.Redis:
         """The Redis client, for the bookkeeping of store/liveness.py (inside `available()`)."""
         return self._redis
+
+    async def drop_idle_connections(self) -> None:
+        """Close the pooled connections not in use (new ones are opened as needed): after one
+        of them was found closed by Redis (a restart, a failover), the others likely are too,
+        and each would fail a join once."""
+        await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     @contextlib.asynccontextmanager
     async def available(self) -> AsyncIterator[None]:

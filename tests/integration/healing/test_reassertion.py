@@ -1,0 +1,215 @@
+"""Redis loses what rollcall wrote while every client stays connected (an empty restart, a
+FLUSHALL): each process notices at its next heartbeat and writes its live connections' presence
+again. Real server.py processes, real python-socketio clients, and a redis-server of the test's
+own (killed and restarted empty; the suite's shared Redis is never flushed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import pathlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from tests.integration.healing.test_crash import scrape
+from tests.support.healing import Rollcall, held, registered, wait_for
+from tests.support.joins import LESSON, SEATS, Client, participant_token, request, teacher_request
+from tests.support.redis_servers import redis_server
+
+SUCCESS = {"status": "SUCCESS", "data": {}}
+TEACHERS = f"lesson_teacher_{LESSON}"
+STUDENTS = f"lesson_student_{LESSON}"
+SEAT_MAP = f"lesson_seat_{LESSON}"
+ROSTER = f"rollcall:roster:{LESSON}"
+PARTICIPANTS = 30
+#: the issue's bound for the keys of every live client to be back, at the default flags
+BACK_WITHIN = 15.0
+#: the defaults of --liveness-ttl and --liveness-interval (config.py), spelled out so that the
+#: test runs at them whatever the helpers' short settings
+DEFAULT_LIVENESS = ("--liveness-ttl", "15", "--liveness-interval", "5")
+
+
+def presence(db: redis.Redis) -> dict[str, dict[str, object]]:
+    """What the platform reads, and the rosters as (sid, client_id) per user: every key but a
+    process's own records and the roster's timestamps."""
+    state: dict[str, dict[str, object]] = {}
+    for key in db.keys("*"):
+        if key.startswith(
+            ("rollcall:alive:", "rollcall:held:", "rollcall:processes", "rollcall:swept:")
+        ):
+            continue
+        value = db.hgetall(key)
+        if key.startswith("rollcall:roster:"):
+            value = {
+                user: (json.loads(record)["sid"], json.loads(record)["client_id"])
+                for user, record in value.items()
+            }
+        state[key] = value
+    return state
+
+
+def but_shared(state: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """`state` without the participant "shared" (and the newcomer) of the two-process test."""
+    left_out = ("shared", "newcomer")
+    return {
+        key: {field: v for field, v in value.items() if field not in left_out}
+        for key, value in state.items()
+        if key not in left_out
+    }
+
+
+def ttl_keys(db: redis.Redis) -> set[str]:
+    """The presence keys that have a TTL (as a join sets them)."""
+    return {key for key in presence(db) if db.ttl(key) > 0}
+
+
+class Lesson:
+    """A teacher and PARTICIPANTS participants joined through `process`, all kept connected."""
+
+    def __init__(self) -> None:
+        self.clients: list[Client] = []
+
+    async def join(self, url: str, secret: str, participants: int = PARTICIPANTS) -> None:
+        teacher = await self.open(url)
+        assert await teacher.join(teacher_request("t1", secret)) == SUCCESS
+        for n in range(participants):
+            await self.participant(url, f"c{n}", secret)
+
+    async def participant(self, url: str, client_id: str, secret: str) -> Client:
+        client = await self.open(url)
+        token = participant_token(client_id, secret)
+        assert await client.join(request(user_id=client_id, access_token=token)) == SUCCESS
+        return client
+
+    async def open(self, url: str) -> Client:
+        client = Client(url, "websocket")
+        self.clients.append(client)
+        return await client.connect()
+
+    def dropped(self) -> list[str]:
+        return [client.sid for client in self.clients if not client.sio.connected]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(client.close() for client in self.clients))
+
+
+@contextlib.asynccontextmanager
+async def lesson_on(
+    redis_url: str, database_url: str, secret: str, *flags: str
+) -> AsyncIterator[tuple[Rollcall, Lesson]]:
+    process = await Rollcall.start(redis_url, database_url, secret, *flags)
+    lesson = Lesson()
+    try:
+        yield process, lesson
+    finally:
+        await lesson.close()
+        await process.stop()
+
+
+async def back_after(db: redis.Redis, expected: dict[str, dict[str, object]], what: str) -> float:
+    """Seconds until Redis holds `expected` again (at most BACK_WITHIN)."""
+    started = time.monotonic()
+    await wait_for(lambda: presence(db) == expected, what, within=BACK_WITHIN)
+    return time.monotonic() - started
+
+
+@pytest.mark.gen_test(timeout=90)
+@pytest.mark.parametrize("loss", ["flushall", "empty restart"])
+async def test_a_lesson_is_back_within_15_s_of_a_loss_at_the_default_flags(
+    loss, lesson, database_url, secret, tmp_path: pathlib.Path
+):
+    async with (
+        redis_server(tmp_path) as server,
+        lesson_on(server.url, database_url, secret, *DEFAULT_LIVENESS) as (process, joined),
+    ):
+        db = server.client()
+        await joined.join(process.url, secret)
+        expected = presence(db)
+        assert len(expected[STUDENTS]) == PARTICIPANTS and len(expected[SEAT_MAP]) == SEATS
+        with_ttl = ttl_keys(db)
+        assert TEACHERS in with_ttl and "c0" in with_ttl and ROSTER in with_ttl
+        before = held(db, process.process_id)
+
+        if loss == "flushall":
+            db.flushall()
+        else:
+            await server.kill()
+            await server.start()
+        assert presence(db) == {}
+        seconds = await back_after(db, expected, f"the lesson's keys after a {loss}")
+
+        print(f"lesson back {seconds:.2f} s after the {loss}")
+        assert ttl_keys(db) == with_ttl
+        assert held(db, process.process_id) == before
+        assert registered(db) == {process.process_id}
+        assert joined.dropped() == []
+        [line] = await wait_for(lambda: process.lines_with("presence re-asserted"), "its line")
+        assert f"connections={PARTICIPANTS + 1}" in line
+        # a teacher field and a {user_id} key, a seat map, and per participant two fields and a
+        # roster record
+        assert f"rewritten={2 + 1 + 3 * PARTICIPANTS}" in line
+        assert await scrape(process.url, "rollcall_presence_reassertions_total") == 1
+        assert await scrape(process.url, "rollcall_presence_reasserted_keys_total") == (
+            2 + 1 + 3 * PARTICIPANTS
+        )
+        switches = await scrape(process.url, "rollcall_redis_primary_switches_total")
+        assert switches == (1 if loss == "empty restart" else 0)
+        # and a new join succeeds
+        newcomer = await joined.participant(process.url, "newcomer", secret)
+        assert db.hget(STUDENTS, "newcomer") == newcomer.sid
+        db.close()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_two_processes_reassert_at_once_and_sweep_neither(
+    lesson, database_url, secret, tmp_path: pathlib.Path
+):
+    # a beats often, b seldom: right after the flush, b is registered by a join but not alive
+    # for up to its interval, and a must not take it for dead (it sweeps nobody for its TTL)
+    async with (
+        redis_server(tmp_path) as server,
+        lesson_on(
+            server.url, database_url, secret, "--liveness-ttl", "6", "--liveness-interval", "0.2"
+        ) as (a, on_a),
+        lesson_on(
+            server.url, database_url, secret, "--liveness-ttl", "6", "--liveness-interval", "4"
+        ) as (b, on_b),
+    ):
+        db = server.client()
+        await on_a.join(a.url, secret, participants=10)
+        for n in range(10, 20):
+            await on_b.participant(b.url, f"c{n}", secret)
+        # one participant with a tab on each process; b's join is the newer
+        shared_a = await on_a.participant(a.url, "shared", secret)
+        shared_b = await on_b.participant(b.url, "shared", secret)
+        expected = presence(db)
+        assert expected[STUDENTS]["shared"] == shared_b.sid
+
+        db.flushall()
+        newcomer = await on_b.participant(b.url, "newcomer", secret)
+        assert db.sismember("rollcall:processes", b.process_id)
+
+        def back() -> bool:
+            state = presence(db)
+            shared = state.get(STUDENTS, {}).get("shared")
+            # whichever process re-asserted the shared participant first owns it: both are live
+            return (
+                shared in (shared_a.sid, shared_b.sid)
+                and db.hget("shared", "sid") == shared
+                and state[STUDENTS].get("newcomer") == newcomer.sid
+                and but_shared(state) == but_shared(expected)
+            )
+
+        await wait_for(back, "both processes' keys", within=BACK_WITHIN)
+        # b renews within its interval; a swept nobody, nobody started over or was dropped
+        await wait_for(lambda: db.exists(f"rollcall:alive:{b.process_id}"), "b's renewal")
+        assert registered(db) == {a.process_id, b.process_id}
+        assert not a.lines_with("swept dead process") and not b.lines_with("starts over")
+        assert on_a.dropped() == on_b.dropped() == []
+        for process in (a, b):
+            await wait_for(lambda p=process: p.lines_with("presence re-asserted"), "its line")
+        db.close()
