@@ -1,0 +1,153 @@
+"""Redis under Sentinel (a primary, a replica, three Sentinels, down-after 1 s), its primary
+SIGKILLed under a live lesson: rollcall follows the new primary without a restart, a join meeting
+the failover answers UNAVAILABLE or succeeds, and the keys of every live client are on the new
+primary. Real redis-server processes of the test's own, a real server.py process at the default
+liveness flags, real python-socketio clients."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import time
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from tests.integration.healing.test_crash import scrape
+from tests.integration.healing.test_reassertion import (
+    DEFAULT_LIVENESS,
+    PARTICIPANTS,
+    SEAT_MAP,
+    STUDENTS,
+    TEACHERS,
+    lesson_on,
+    presence,
+)
+from tests.support.healing import held, wait_for
+from tests.support.joins import Client, participant_token, request
+from tests.support.lessons import add_lesson
+from tests.support.redis_servers import sentinel_deployment
+
+SUCCESS = {"status": "SUCCESS", "data": {}}
+#: the issue's bound for a new join to succeed after the primary was killed
+JOIN_WITHIN = 30.0
+#: how long the Sentinels may take to know the replica and each other after they started
+DISCOVERY_WITHIN = 30.0
+RETRY_STEP = 0.25
+#: participants that keep switching between FLIP_LESSONS lessons through the failover
+FLIPPERS = 4
+FLIP_LESSONS = 12
+
+
+async def flip(client: Client, client_id: str, secret: str, stop: asyncio.Event) -> list[tuple]:
+    """Join lesson after lesson until `stop`; the (lesson, ack status or code) of each join."""
+    token = participant_token(client_id, secret)
+    outcomes = []
+    n = 0
+    while not stop.is_set():
+        lesson_id = f"flip-{n % FLIP_LESSONS}"
+        ack = await client.join(request(client_id, lesson_id, token))
+        outcomes.append((lesson_id, ack["data"].get("code", ack["status"])))
+        n += 1
+        await asyncio.sleep(RETRY_STEP)
+    return outcomes
+
+
+def last_success(joins: list[tuple]) -> str:
+    return [lesson_id for lesson_id, code in joins if code == "SUCCESS"][-1]
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_a_primary_killed_under_a_live_lesson(
+    lesson, database, database_url, secret, tmp_path: pathlib.Path
+):
+    for n in range(FLIP_LESSONS):
+        add_lesson(database, f"flip-{n}", 3)
+    async with sentinel_deployment(tmp_path) as deployment:
+        await wait_for(deployment.replicas_seen, "the Sentinels' discovery", DISCOVERY_WITHIN)
+        url = deployment.url()
+        async with lesson_on(
+            url, database_url, secret, *DEFAULT_LIVENESS, "--message-queue", url
+        ) as (process, joined):
+            await wait_for(lambda: process.lines_with("message queue subscribed"), "pub/sub")
+            await joined.join(process.url, secret)
+            primary, replica = deployment.primary.client(), deployment.replica.client()
+            expected = presence(primary)
+            assert len(expected[STUDENTS]) == PARTICIPANTS and TEACHERS in expected
+            await wait_for(lambda: presence(replica) == expected, "the replica to catch up")
+            # a replica that lagged: it lacks the last writes (deleted on it alone), which the
+            # re-assertion must bring back on it once it is the primary
+            replica.config_set("replica-read-only", "no")
+            replica.delete(STUDENTS, SEAT_MAP, "c0")
+
+            flippers = [await joined.open(process.url) for _ in range(FLIPPERS)]
+            stop = asyncio.Event()
+            flipping = [
+                asyncio.ensure_future(flip(client, f"flipper{n}", secret, stop))
+                for n, client in enumerate(flippers)
+            ]
+
+            killed = time.monotonic()
+            await deployment.primary.kill()
+            newcomer = await joined.open(process.url)
+            token = participant_token("newcomer", secret)
+            codes = []
+            async with asyncio.timeout(JOIN_WITHIN):
+                while (ack := await newcomer.join(request("newcomer", access_token=token))) != (
+                    SUCCESS
+                ):
+                    codes.append(ack["data"]["code"])
+                    await asyncio.sleep(RETRY_STEP)
+            joined_after = time.monotonic() - killed
+            assert set(codes) <= {"UNAVAILABLE"}
+            assert deployment.master_port() == deployment.replica.port
+
+            def all_back() -> bool:
+                state = presence(replica)
+                students = state.get(STUDENTS, {})
+                return (
+                    students.pop("newcomer", None) == newcomer.sid
+                    and state.pop("newcomer", {}).get("sid") == newcomer.sid
+                    and all(
+                        state.get(key) == value
+                        for key, value in expected.items()
+                        if not key.startswith("rollcall:roster:")
+                    )
+                )
+
+            await wait_for(all_back, "every live client's keys on the new primary", JOIN_WITHIN)
+            back_after = time.monotonic() - killed
+            print(f"new join {joined_after:.2f} s, every key {back_after:.2f} s after the kill")
+            stop.set()
+            outcomes = await asyncio.gather(*flipping)
+            # each join meeting the failover succeeded or answered UNAVAILABLE, and none was
+            # half-written: where a lesson holds a participant, its seat map exists; and each
+            # flipper is in the lesson of its last successful join
+            assert {code for joins in outcomes for _, code in joins} == {"SUCCESS", "UNAVAILABLE"}
+            await wait_for(
+                lambda: all(
+                    replica.hget(f"lesson_student_{last_success(joins)}", f"flipper{n}")
+                    == flippers[n].sid
+                    for n, joins in enumerate(outcomes)
+                ),
+                "the flippers' last lessons",
+            )
+            for n in range(FLIP_LESSONS):
+                if replica.exists(f"lesson_student_flip-{n}"):
+                    assert replica.hlen(f"lesson_seat_flip-{n}") == 3
+            # the teacher's entry, and each participant's entry and roster record
+            flipped = 2 * FLIPPERS
+            assert len(held(replica, process.process_id)) == 1 + 2 * (PARTICIPANTS + 1) + flipped
+            [line] = process.lines_with("presence re-asserted")
+            assert "reason=server_changed" in line
+            response = await AsyncHTTPClient().fetch(process.url + "/healthz", raise_error=False)
+            assert response.code == 200
+            assert joined.dropped() == []
+            assert await scrape(process.url, "rollcall_redis_primary_switches_total") == 1
+            # the message queue resubscribed on the new primary
+            await wait_for(
+                lambda: len(process.lines_with("message queue subscribed")) == 2,
+                "the message queue on the new primary",
+            )
+            primary.close()
+            replica.close()
