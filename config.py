@@ -413,7 +413,8 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "--liveness-interval",
         "ROLLCALL_LIVENESS_INTERVAL",
         _positive_float,
-        "seconds between heartbeats, each also retrying failed leaves and sweeping dead "
+        "seconds between heartbeats, each also noticing whether Redis lost this process's "
+        "keys (then re-asserting its presence), retrying failed leaves and sweeping dead "
         "processes; below --liveness-ttl",
     ),
 )
