@@ -66,6 +66,8 @@ class Sweeper:
         self._reasserter = Reasserter(liveness.presence, connections)
         #: the run id of the Redis server the last heartbeat reached (None before the first)
         self._run_id: str | None = None
+        #: False once Redis refused INFO: the run id is not asked again
+        self._ask_run_id = True
         #: why presence must be re-asserted (None: it need not); kept until a re-assertion ends
         self._loss: str | None = None
         #: loop time before which nobody is swept (after a loss: see the module's docstring)
@@ -180,7 +182,16 @@ class Sweeper:
     async def _check_server(self) -> None:
         """Notice another Redis server answering than at the last heartbeat (a failover or a
         restart), which may have lost what this process wrote."""
+        if not self._ask_run_id:
+            return
         run_id = await self._liveness.server_run_id()
+        if run_id is None:
+            self._ask_run_id = False
+            log.warning(
+                "Redis refuses INFO server: a restart or failover is noticed only when it lost "
+                "this process's liveness registration"
+            )
+            return
         previous, self._run_id = self._run_id, run_id
         if previous is None or previous == run_id:
             return

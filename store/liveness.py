@@ -240,12 +240,17 @@ class Liveness:
             return SweepResult(process_id)  # a survivor swept it already, or sweeps it now
         return await self.sweep(process_id)
 
-    async def server_run_id(self) -> str:
+    async def server_run_id(self) -> str | None:
         """The run id of the Redis server answering: another one than before means a restart
-        or a failover, either of which may have lost what this process wrote."""
-        async with self._presence.available():
-            info = await self._presence.client.info("server")
-        return str(info["run_id"])
+        or a failover, either of which may have lost what this process wrote. None when the
+        server refuses INFO (a managed Redis may rename it)."""
+        try:
+            async with self._presence.available():
+                info = await self._presence.client.info("server")
+        except ResponseError:
+            return None
+        run_id = info.get("run_id")
+        return None if run_id is None else str(run_id)
 
     def _key(self, template: str, process_id: str) -> str:
         return self._presence.key(template.format(process_id=process_id))

@@ -18,7 +18,7 @@ import redis
 from tests.integration.healing.test_crash import scrape
 from tests.support.healing import Rollcall, held, registered, wait_for
 from tests.support.joins import LESSON, SEATS, Client, participant_token, request, teacher_request
-from tests.support.redis_servers import redis_server
+from tests.support.redis_servers import RedisServer, redis_server
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
 TEACHERS = f"lesson_teacher_{LESSON}"
@@ -147,6 +147,9 @@ async def test_a_lesson_is_back_within_15_s_of_a_loss_at_the_default_flags(
         assert held(db, process.process_id) == before
         assert registered(db) == {process.process_id}
         assert joined.dropped() == []
+        # noticed at the first heartbeat after the loss: a pooled connection that the restart
+        # closed did not cost a heartbeat
+        assert not process.lines_with("retrying every")
         [line] = await wait_for(lambda: process.lines_with("presence re-asserted"), "its line")
         assert f"connections={PARTICIPANTS + 1}" in line
         # a teacher field and a {user_id} key, a seat map, and per participant two fields and a
@@ -213,3 +216,24 @@ async def test_two_processes_reassert_at_once_and_sweep_neither(
         for process in (a, b):
             await wait_for(lambda p=process: p.lines_with("presence re-asserted"), "its line")
         db.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_redis_refusing_info_still_has_its_loss_noticed(
+    lesson, database_url, secret, tmp_path: pathlib.Path
+):
+    """A managed Redis may rename INFO: the run id is then not asked again (one WARNING), and a
+    FLUSHALL is still noticed by the lost registration."""
+    server = await RedisServer(tmp_path, "--rename-command", "INFO", "").start()
+    try:
+        async with lesson_on(server.url, database_url, secret) as (process, joined):
+            db = server.client()
+            await joined.join(process.url, secret, participants=3)
+            expected = presence(db)
+            db.flushall()
+            await back_after(db, expected, "the lesson's keys after a flushall")
+            assert len(process.lines_with("Redis refuses INFO server")) == 1
+            assert not process.lines_with("Traceback") and not process.lines_with("failed")
+            db.close()
+    finally:
+        await server.kill()

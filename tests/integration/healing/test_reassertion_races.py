@@ -118,3 +118,20 @@ async def test_a_reassertion_writes_nothing_over_a_newer_join_elsewhere(
     assert roster["sid"] == client.sid and roster["joins"] == 1
     assert (connections, runs) == (2, 1)
     assert (result.fields, result.rosters, result.seat_maps, result.held) == (0, 1, 1, 1)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_reassertion_sends_no_mixpanel_event(
+    connect, lesson, redis_db: redis.Redis, secret, rollcall, services, mixpanel_events
+):
+    client = await connect()
+    assert await client.join(join_args("c1", secret)) == SUCCESS  # a first join: no event
+    redis_db.flushdb()
+    result, connections, _ = await Reasserter(services.presence, rollcall.connections).run()
+    assert (connections, result.fields) == (1, 2)
+
+    # c1 joins again: its {client_id} key exists (re-asserted), so this one is a reconnect; the
+    # queue is sent in order, so once it arrived, any event of the re-assertion would have too
+    assert await client.join(join_args("c1", secret)) == SUCCESS
+    await services.tracker.drain()
+    assert [event["event"] for event in mixpanel_events] == ["reconnect"]
