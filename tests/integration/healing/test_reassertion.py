@@ -52,13 +52,12 @@ def presence(db: redis.Redis) -> dict[str, dict[str, object]]:
     return state
 
 
-def but_shared(state: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
-    """`state` without the participant "shared" (and the newcomer) of the two-process test."""
-    left_out = ("shared", "newcomer")
+def without(state: dict[str, dict[str, object]], *ids: str) -> dict[str, dict[str, object]]:
+    """`state` without the keys and fields of the participants `ids`."""
     return {
-        key: {field: v for field, v in value.items() if field not in left_out}
-        for key, value in state.items()
-        if key not in left_out
+        key: {field: value for field, value in fields.items() if field not in ids}
+        for key, fields in state.items()
+        if key not in ids
     }
 
 
@@ -204,7 +203,7 @@ async def test_two_processes_reassert_at_once_and_sweep_neither(
                 shared in (shared_a.sid, shared_b.sid)
                 and db.hget("shared", "sid") == shared
                 and state[STUDENTS].get("newcomer") == newcomer.sid
-                and but_shared(state) == but_shared(expected)
+                and without(state, "shared", "newcomer") == without(expected, "shared")
             )
 
         await wait_for(back, "both processes' keys", within=BACK_WITHIN)

@@ -22,6 +22,7 @@ from tests.integration.healing.test_reassertion import (
     TEACHERS,
     lesson_on,
     presence,
+    without,
 )
 from tests.support.healing import held, wait_for
 from tests.support.joins import Client, participant_token, request
@@ -151,3 +152,56 @@ async def test_a_primary_killed_under_a_live_lesson(
             )
             primary.close()
             replica.close()
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_a_manual_failover_demotes_the_primary_under_a_live_lesson(
+    lesson, database_url, secret, tmp_path: pathlib.Path
+):
+    """SENTINEL FAILOVER: the old primary stays up, demoted to a replica of the new one (which
+    refuses writes): rollcall must write to the new primary, not to the address it knew."""
+    async with sentinel_deployment(tmp_path) as deployment:
+        await wait_for(deployment.replicas_seen, "the Sentinels' discovery", DISCOVERY_WITHIN)
+        async with lesson_on(deployment.url(), database_url, secret, *DEFAULT_LIVENESS) as (
+            process,
+            joined,
+        ):
+            await joined.join(process.url, secret, participants=10)
+            old, new = deployment.primary.client(), deployment.replica.client()
+            expected = presence(old)
+            await wait_for(lambda: presence(new) == expected, "the replica to catch up")
+
+            with deployment.sentinels[0].client() as sentinel:
+                sentinel.execute_command("SENTINEL", "FAILOVER", "rollcall")
+            await wait_for(
+                lambda: (
+                    deployment.master_port() == deployment.replica.port
+                    and old.info("replication")["role"] == "slave"
+                ),
+                "the failover",
+                JOIN_WITHIN,
+            )
+            newcomer = await joined.open(process.url)
+            token = participant_token("newcomer", secret)
+            codes = []
+            async with asyncio.timeout(JOIN_WITHIN):
+                while (ack := await newcomer.join(request("newcomer", access_token=token))) != (
+                    SUCCESS
+                ):
+                    codes.append(ack["data"]["code"])
+                    await asyncio.sleep(RETRY_STEP)
+            assert set(codes) <= {"UNAVAILABLE"}
+            assert new.hget(STUDENTS, "newcomer") == newcomer.sid
+            await wait_for(
+                lambda: (
+                    new.info("server")["run_id"]
+                    in "".join(process.lines_with("another Redis server answers"))
+                ),
+                "the heartbeat to see the new primary",
+            )
+            assert without(presence(new), "newcomer") == expected
+            response = await AsyncHTTPClient().fetch(process.url + "/healthz", raise_error=False)
+            assert response.code == 200
+            assert joined.dropped() == []
+            old.close()
+            new.close()
