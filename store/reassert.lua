@@ -42,9 +42,18 @@ if is_swept(book) then
   return redis.error_reply('SWEPT reassert: this process has been swept')
 end
 
--- Whether a field holding `current` may be written with `sid` by the compare rule.
-local function ours(current, sid)
-  return current == false or current == '' or current == sid
+-- Writes `sid` into `field` of `key` where the compare rule allows it. Returns whether the field
+-- holds `sid` now, and 1 if it was written (else 0).
+local function reassert_field(key, field, sid)
+  local current = redis.call('HGET', key, field)
+  if current == sid then
+    return true, 0
+  end
+  if current ~= false and current ~= '' then
+    return false, 0
+  end
+  redis.call('HSET', key, field, sid)
+  return true, 1
 end
 
 local created, written, rosters, held = 0, 0, 0, 0
@@ -64,38 +73,27 @@ for arg = 6 + seat_maps, #ARGV, 5 do
     local lesson_key, user_key = KEYS[key], KEYS[key + 1]
     key = key + 2
     if not not_a_hash(lesson_key) and not not_a_hash(user_key) then
-      local current = redis.call('HGET', lesson_key, field)
-      if ours(current, sid) then
-        if current ~= sid then
-          redis.call('HSET', lesson_key, field, sid)
-          redis.call('EXPIRE', lesson_key, ttl)
-          written = written + 1
-        end
-        written = written + redis.call('HSETNX', user_key, 'lesson_id', extra)
-        holds = true
+      local wrote
+      holds, wrote = reassert_field(lesson_key, field, sid)
+      if wrote == 1 then
+        redis.call('EXPIRE', lesson_key, ttl)
+      end
+      if holds then
+        written = written + wrote + redis.call('HSETNX', user_key, 'lesson_id', extra)
       end
     end
   elseif kind == 'participant' then
     local lesson_key, client_key = KEYS[key], KEYS[key + 1]
     key = key + 2
     if not not_a_hash(lesson_key) and not not_a_hash(client_key) then
-      local current = redis.call('HGET', lesson_key, field)
-      if ours(current, sid) then
-        if current ~= sid then
-          redis.call('HSET', lesson_key, field, sid)
-          written = written + 1
-        end
-        holds = true
+      local in_lesson, wrote = reassert_field(lesson_key, field, sid)
+      local in_client, wrote_client = reassert_field(client_key, 'sid', sid)
+      if wrote_client == 1 then
+        redis.call('HSET', client_key, 'client_id', field, 'role', extra)
+        redis.call('EXPIRE', client_key, ttl)
       end
-      current = redis.call('HGET', client_key, 'sid')
-      if ours(current, sid) then
-        if current ~= sid then
-          redis.call('HSET', client_key, 'sid', sid, 'client_id', field, 'role', extra)
-          redis.call('EXPIRE', client_key, ttl)
-          written = written + 1
-        end
-        holds = true
-      end
+      holds = in_lesson or in_client
+      written = written + wrote + wrote_client
     end
   elseif kind == 'roster' then
     local roster_key = KEYS[key]

@@ -5,7 +5,6 @@ own (killed and restarted empty; the suite's shared Redis is never flushed)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import pathlib
@@ -15,9 +14,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from tests.integration.healing.test_crash import scrape
+from tests.integration.healing.test_crash import Clients, scrape
 from tests.support.healing import Rollcall, held, registered, wait_for
-from tests.support.joins import LESSON, SEATS, Client, participant_token, request, teacher_request
+from tests.support.joins import LESSON, SEATS, Client
 from tests.support.redis_servers import RedisServer, redis_server
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
@@ -66,34 +65,19 @@ def ttl_keys(db: redis.Redis) -> set[str]:
     return {key for key in presence(db) if db.ttl(key) > 0}
 
 
-class Lesson:
-    """A teacher and PARTICIPANTS participants joined through `process`, all kept connected."""
-
-    def __init__(self) -> None:
-        self.clients: list[Client] = []
+class Lesson(Clients):
+    """A teacher and participants, joined and kept connected, and whether any was dropped."""
 
     async def join(self, url: str, secret: str, participants: int = PARTICIPANTS) -> None:
-        teacher = await self.open(url)
-        assert await teacher.join(teacher_request("t1", secret)) == SUCCESS
+        await self.teacher(url, "t1", secret)
         for n in range(participants):
             await self.participant(url, f"c{n}", secret)
 
-    async def participant(self, url: str, client_id: str, secret: str) -> Client:
-        client = await self.open(url)
-        token = participant_token(client_id, secret)
-        assert await client.join(request(user_id=client_id, access_token=token)) == SUCCESS
-        return client
-
     async def open(self, url: str) -> Client:
-        client = Client(url, "websocket")
-        self.clients.append(client)
-        return await client.connect()
+        return await self._open(url)
 
     def dropped(self) -> list[str]:
-        return [client.sid for client in self.clients if not client.sio.connected]
-
-    async def close(self) -> None:
-        await asyncio.gather(*(client.close() for client in self.clients))
+        return [client.sid for client in self.opened if not client.sio.connected]
 
 
 @contextlib.asynccontextmanager

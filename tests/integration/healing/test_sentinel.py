@@ -54,6 +54,17 @@ async def flip(client: Client, client_id: str, secret: str, stop: asyncio.Event)
     return outcomes
 
 
+async def join_until_success(client: Client, client_id: str, secret: str) -> list[str]:
+    """Join as `client_id` until it succeeds (at most JOIN_WITHIN s); the codes it met before."""
+    token = participant_token(client_id, secret)
+    codes = []
+    async with asyncio.timeout(JOIN_WITHIN):
+        while (ack := await client.join(request(client_id, access_token=token))) != SUCCESS:
+            codes.append(ack["data"]["code"])
+            await asyncio.sleep(RETRY_STEP)
+    return codes
+
+
 def last_success(joins: list[tuple]) -> str:
     return [lesson_id for lesson_id, code in joins if code == "SUCCESS"][-1]
 
@@ -91,14 +102,7 @@ async def test_a_primary_killed_under_a_live_lesson(
             killed = time.monotonic()
             await deployment.primary.kill()
             newcomer = await joined.open(process.url)
-            token = participant_token("newcomer", secret)
-            codes = []
-            async with asyncio.timeout(JOIN_WITHIN):
-                while (ack := await newcomer.join(request("newcomer", access_token=token))) != (
-                    SUCCESS
-                ):
-                    codes.append(ack["data"]["code"])
-                    await asyncio.sleep(RETRY_STEP)
+            codes = await join_until_success(newcomer, "newcomer", secret)
             joined_after = time.monotonic() - killed
             assert set(codes) <= {"UNAVAILABLE"}
             assert deployment.master_port() == deployment.replica.port
@@ -182,14 +186,7 @@ async def test_a_manual_failover_demotes_the_primary_under_a_live_lesson(
                 JOIN_WITHIN,
             )
             newcomer = await joined.open(process.url)
-            token = participant_token("newcomer", secret)
-            codes = []
-            async with asyncio.timeout(JOIN_WITHIN):
-                while (ack := await newcomer.join(request("newcomer", access_token=token))) != (
-                    SUCCESS
-                ):
-                    codes.append(ack["data"]["code"])
-                    await asyncio.sleep(RETRY_STEP)
+            codes = await join_until_success(newcomer, "newcomer", secret)
             assert set(codes) <= {"UNAVAILABLE"}
             assert new.hget(STUDENTS, "newcomer") == newcomer.sid
             await wait_for(
