@@ -12,9 +12,11 @@ import psycopg2
 import pytest
 import redis
 
+from handlers.connections import Connections
 from handlers.reassertion import Reasserter
 from store.keys import HELD_KEY
-from store.reassertion import REASSERT_BATCH
+from store.presence import ParticipantJoin
+from store.reassertion import REASSERT_BATCH, Reassertion, reassert
 from tests.support import SUCCESS
 from tests.support.healing import wait_for
 from tests.support.joins import LESSON, participant_token, request, teacher_request
@@ -135,3 +137,28 @@ async def test_a_reassertion_sends_no_mixpanel_event(
     assert await client.join(join_args("c1", secret)) == SUCCESS
     await services.tracker.drain()
     assert [event["event"] for event in mixpanel_events] == ["reconnect"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_reassertion_writes_at_most_500_items_per_script_run(
+    redis_db: redis.Redis, services
+):
+    """400 participants (no sockets: records as the join handler leaves them) in three runs of
+    at most REASSERT_BATCH items, each connection's two entries and its lesson's seat map."""
+    connections = Connections(services.presence)
+    for n in range(400):
+        sid = f"sid{n}"
+        await connections.connect(sid, {}, None)
+        record = connections.get(sid)
+        join = ParticipantJoin(f"lesson{n % 7}", 3, sid, f"client{n}", "student", f"user{n}")
+        record.held = frozenset(join.entries)
+        connections.joined(record, join, ())
+
+    result, count, runs = await Reasserter(services.presence, connections).run()
+
+    assert (count, runs) == (400, 3)  # 166 + 166 + 68 connections, 3 items each at most
+    assert (result.fields, result.rosters, result.seat_maps) == (800, 400, 7)
+    assert sum(redis_db.hlen(f"lesson_student_lesson{n}") for n in range(7)) == 400
+    too_many = [Reassertion(join, join.entries)] * (REASSERT_BATCH // 3 + 1)
+    with pytest.raises(ValueError, match="at most 500"):
+        await reassert(services.presence, too_many)
