@@ -19,10 +19,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_FORM = "redis+sentinel://[user:password@]host:port[,host:port...]/[db]/service_name"
+#: seconds one Sentinel has to answer before the next is asked: the Sentinels are asked in turn
+#: (the last that answered first), so a stalled one must not use up a caller's whole timeout
+SENTINEL_TIMEOUT = 0.5
 
 
 class BadRedisUrl(ValueError):
@@ -87,13 +92,21 @@ class SentinelRedis(aioredis.Redis):
 
 def redis_from_url(url: str, **kwargs: Any) -> aioredis.Redis:
     """`redis.asyncio.Redis.from_url`, or for a redis+sentinel:// URL a client of the service's
-    primary; `kwargs` apply to the primary's connections, and their socket timeouts to the
-    Sentinels' too."""
+    primary; `kwargs` apply to the primary's connections. Each Sentinel has SENTINEL_TIMEOUT
+    (or the shorter socket timeout given) to answer."""
     if not is_sentinel_url(url):
         return aioredis.Redis.from_url(url, **kwargs)
     parsed = parse_sentinel_url(url)
-    sentinel_kwargs = {key: value for key, value in kwargs.items() if key.startswith("socket_")}
-    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs)
+    timeouts = [kwargs.get(key) for key in ("socket_connect_timeout", "socket_timeout")]
+    sentinel_timeout = min([SENTINEL_TIMEOUT, *(t for t in timeouts if t is not None)])
+    sentinel = Sentinel(
+        list(parsed.sentinels),
+        sentinel_kwargs={
+            "socket_connect_timeout": sentinel_timeout,
+            "socket_timeout": sentinel_timeout,
+            "retry": Retry(NoBackoff(), 0),  # not again: the next Sentinel is asked instead
+        },
+    )
     client = sentinel.master_for(
         parsed.service_name,
         redis_class=SentinelRedis,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import signal
 import time
 
 import pytest
@@ -202,3 +203,23 @@ async def test_a_manual_failover_demotes_the_primary_under_a_live_lesson(
             assert joined.dropped() == []
             old.close()
             new.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_stalled_sentinel_first_in_the_url_costs_a_join_nothing(
+    lesson, database_url, secret, tmp_path: pathlib.Path
+):
+    """The Sentinels are asked in turn: one that accepts connections but never answers (a paused
+    VM) must not hold every connection to the primary until the store timeout."""
+    async with sentinel_deployment(tmp_path) as deployment:
+        await wait_for(deployment.replicas_seen, "the Sentinels' discovery", DISCOVERY_WITHIN)
+        stalled = deployment.sentinels[0].proc
+        assert stalled is not None
+        stalled.send_signal(signal.SIGSTOP)
+        try:
+            async with lesson_on(deployment.url(), database_url, secret) as (process, joined):
+                client = await joined.participant(process.url, "c1", secret)
+                with deployment.primary.client() as primary:
+                    assert primary.hget(STUDENTS, "c1") == client.sid
+        finally:
+            stalled.send_signal(signal.SIGCONT)
