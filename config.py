@@ -20,7 +20,12 @@ import logs
 from handlers.validation import ROLE_TEACHER
 from logs import LOG_FORMATS
 from protocol.engine import OUTPUT_LIMIT_PAYLOADS
-from protocol.redis_clients import BadRedisUrl, is_sentinel_url, parse_sentinel_url
+from protocol.redis_clients import (
+    SENTINEL_SCHEME,
+    BadRedisUrl,
+    is_sentinel_url,
+    parse_sentinel_url,
+)
 from store.roster import ROSTER_TTL
 
 #: --teacher-auth: `token` (a teacher's join carries its own teacher token) or `none` (the design
@@ -39,7 +44,7 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
-#: the schemes of redis-py's own URLs (redis+sentinel:// is parsed apart)
+#: the schemes of redis-py's own URLs (redis+sentinel:// is protocol/redis_clients.py's)
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -132,16 +137,16 @@ def _url(schemes: tuple[str, ...], optional: bool = False) -> Callable[[str], st
 
 def _redis_url(optional: bool = False) -> Callable[[str], str | None]:
     """redis-py's URLs, or python-socketio's redis+sentinel:// form (protocol/redis_clients.py)."""
-    plain = _url(REDIS_SCHEMES, optional)
+    by_scheme = _url((*REDIS_SCHEMES, SENTINEL_SCHEME), optional)
 
     def parse(text: str) -> str | None:
-        if not is_sentinel_url(text):
-            return plain(text)
-        try:
-            parse_sentinel_url(text)
-        except BadRedisUrl as exc:
-            raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
-        return text
+        url = by_scheme(text)
+        if url is not None and is_sentinel_url(url):
+            try:
+                parse_sentinel_url(url)
+            except BadRedisUrl as exc:
+                raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+        return url
 
     return parse
 

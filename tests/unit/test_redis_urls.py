@@ -73,6 +73,14 @@ def test_a_malformed_sentinel_url_exits_2_with_one_line(
     assert err.count("\n") == 1 and flag in err and "names no service" in err, err
 
 
+def test_a_url_of_another_scheme_names_the_sentinel_one_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["--redis-url", "http://h:6379/0"], environ={})
+    assert "redis+sentinel://" in capsys.readouterr().err
+
+
 def test_a_sentinel_client_asks_the_sentinels_and_packs_with_hiredis() -> None:
     """Built without I/O: the primary's pool is Sentinel's, its connections pack with hiredis."""
 
