@@ -5,6 +5,7 @@ own (killed and restarted empty; the suite's shared Redis is never flushed)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import pathlib
@@ -16,7 +17,8 @@ import redis
 
 from tests.integration.healing.test_crash import Clients, scrape
 from tests.support.healing import Rollcall, held, registered, wait_for
-from tests.support.joins import LESSON, SEATS, Client
+from tests.support.joins import LESSON, SEATS, Client, participant_token, request
+from tests.support.lessons import add_lesson
 from tests.support.redis_servers import RedisServer, redis_server
 
 SUCCESS = {"status": "SUCCESS", "data": {}}
@@ -30,6 +32,31 @@ BACK_WITHIN = 15.0
 #: the defaults of --liveness-ttl and --liveness-interval (config.py), spelled out so that the
 #: test runs at them whatever the helpers' short settings
 DEFAULT_LIVENESS = ("--liveness-ttl", "15", "--liveness-interval", "5")
+
+
+def last_success(joins: list[tuple]) -> str:
+    return [lesson_id for lesson_id, code in joins if code == "SUCCESS"][-1]
+
+
+#: seconds between two joins of one client (its join rate limit is 5 a second)
+RETRY_STEP = 0.25
+#: participants that keep switching between FLIP_LESSONS lessons through a loss or failover
+FLIPPERS = 4
+FLIP_LESSONS = 12
+
+
+async def flip(client: Client, client_id: str, secret: str, stop: asyncio.Event) -> list[tuple]:
+    """Join lesson after lesson until `stop`; the (lesson, ack status or code) of each join."""
+    token = participant_token(client_id, secret)
+    outcomes = []
+    n = 0
+    while not stop.is_set():
+        lesson_id = f"flip-{n % FLIP_LESSONS}"
+        ack = await client.join(request(client_id, lesson_id, token))
+        outcomes.append((lesson_id, ack["data"].get("code", ack["status"])))
+        n += 1
+        await asyncio.sleep(RETRY_STEP)
+    return outcomes
 
 
 def presence(db: redis.Redis) -> dict[str, dict[str, object]]:
@@ -220,3 +247,46 @@ async def test_a_redis_refusing_info_still_has_its_loss_noticed(
             db.close()
     finally:
         await server.kill()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_lesson_switches_racing_the_reassertions_of_a_process(
+    lesson, database, database_url, secret, tmp_path: pathlib.Path
+):
+    """Three FLUSHALLs while participants keep switching lessons: each process re-assertion
+    meets joins in flight, and Redis ends with each in the lesson of its last join only."""
+    for n in range(FLIP_LESSONS):
+        add_lesson(database, f"flip-{n}", 3)
+    async with (
+        redis_server(tmp_path) as server,
+        lesson_on(server.url, database_url, secret) as (process, joined),
+    ):
+        db = server.client()
+        await joined.join(process.url, secret, participants=10)
+        flippers = [await joined.open(process.url) for _ in range(FLIPPERS)]
+        stop = asyncio.Event()
+        flipping = [
+            asyncio.ensure_future(flip(client, f"flipper{n}", secret, stop))
+            for n, client in enumerate(flippers)
+        ]
+        for loss in range(1, 4):
+            await wait_for(lambda: db.exists("lesson_student_flip-1"), "the flippers' joins")
+            db.flushall()
+            await wait_for(
+                lambda n=loss: len(process.lines_with("presence re-asserted")) == n,
+                "the re-assertion",
+            )
+        stop.set()
+        outcomes = await asyncio.gather(*flipping)
+
+        assert {code for joins in outcomes for _, code in joins} == {"SUCCESS"}
+        for n, joins in enumerate(outcomes):
+            last = last_success(joins)
+            assert db.hget(f"lesson_student_{last}", f"flipper{n}") == flippers[n].sid
+            others = [f"lesson_student_flip-{m}" for m in range(FLIP_LESSONS)]
+            holding = [key for key in others if db.hexists(key, f"flipper{n}")]
+            assert holding == [f"lesson_student_{last}"]
+            assert db.hlen(f"lesson_seat_{last}") == 3
+        assert len(db.hgetall(STUDENTS)) == 10 and db.hget(TEACHERS, "t1")
+        assert joined.dropped() == []
+        db.close()

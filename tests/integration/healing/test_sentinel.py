@@ -17,10 +17,15 @@ from tornado.httpclient import AsyncHTTPClient
 from tests.integration.healing.test_crash import scrape
 from tests.integration.healing.test_reassertion import (
     DEFAULT_LIVENESS,
+    FLIP_LESSONS,
+    FLIPPERS,
     PARTICIPANTS,
+    RETRY_STEP,
     SEAT_MAP,
     STUDENTS,
     TEACHERS,
+    flip,
+    last_success,
     lesson_on,
     presence,
     without,
@@ -35,24 +40,6 @@ SUCCESS = {"status": "SUCCESS", "data": {}}
 JOIN_WITHIN = 30.0
 #: how long the Sentinels may take to know the replica and each other after they started
 DISCOVERY_WITHIN = 30.0
-RETRY_STEP = 0.25
-#: participants that keep switching between FLIP_LESSONS lessons through the failover
-FLIPPERS = 4
-FLIP_LESSONS = 12
-
-
-async def flip(client: Client, client_id: str, secret: str, stop: asyncio.Event) -> list[tuple]:
-    """Join lesson after lesson until `stop`; the (lesson, ack status or code) of each join."""
-    token = participant_token(client_id, secret)
-    outcomes = []
-    n = 0
-    while not stop.is_set():
-        lesson_id = f"flip-{n % FLIP_LESSONS}"
-        ack = await client.join(request(client_id, lesson_id, token))
-        outcomes.append((lesson_id, ack["data"].get("code", ack["status"])))
-        n += 1
-        await asyncio.sleep(RETRY_STEP)
-    return outcomes
 
 
 async def join_until_success(client: Client, client_id: str, secret: str) -> list[str]:
@@ -64,10 +51,6 @@ async def join_until_success(client: Client, client_id: str, secret: str) -> lis
             codes.append(ack["data"]["code"])
             await asyncio.sleep(RETRY_STEP)
     return codes
-
-
-def last_success(joins: list[tuple]) -> str:
-    return [lesson_id for lesson_id, code in joins if code == "SUCCESS"][-1]
 
 
 @pytest.mark.gen_test(timeout=180)
