@@ -17,6 +17,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import logs
+from handlers.tokens import NOT_USER_ID_CLAIMS, USER_ID_CLAIM
 from handlers.validation import ROLE_TEACHER
 from logs import LOG_FORMATS
 from protocol.engine import OUTPUT_LIMIT_PAYLOADS
@@ -46,6 +47,8 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 #: the schemes of redis-py's own URLs (redis+sentinel:// is protocol/redis_clients.py's)
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: the longest --user-id-claim: room for a collision-resistant claim name (a URI, RFC 7519 4.2)
+MAX_CLAIM_NAME = 256
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Config:
     access_token_secret: str | None = None
     participant_roles: tuple[str, ...] = DEFAULT_PARTICIPANT_ROLES
     teacher_auth: str = TEACHER_AUTH_TOKEN
+    user_id_claim: str = USER_ID_CLAIM
     mixpanel_token: str | None = None
     mixpanel_events_url: str | None = None
     cors_allowed_origins: str | list[str] | None = None
@@ -168,6 +172,18 @@ def _teacher_auth(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected one of {', '.join(TEACHER_AUTH_MODES)}, got {text!r}"
         )
+    return text
+
+
+def _claim_name(text: str) -> str:
+    if not 0 < len(text) <= MAX_CLAIM_NAME or any(ch.isspace() or not ch.isprintable()
+                                                  for ch in text):
+        raise argparse.ArgumentTypeError(
+            f"expected a claim name of 1 to {MAX_CLAIM_NAME} characters without white space, "
+            f"got {text!r}"
+        )
+    if text in NOT_USER_ID_CLAIMS:
+        raise argparse.ArgumentTypeError(f"{text!r} is a claim that names no user")
     return text
 
 
@@ -291,6 +307,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         _teacher_auth,
         "token: a teacher's join needs an access token with role 'teacher' whose client id is "
         "its user_id; none: any caller may join as teacher (the design document's flow)",
+    ),
+    (
+        "--user-id-claim",
+        "ROLLCALL_USER_ID_CLAIM",
+        _claim_name,
+        "the access token claim naming the platform's user: a participant's join counts as the "
+        "attendance of its user_id only if this claim, 'sub' or the client id equals it",
     ),
     (
         "--mixpanel-token",

@@ -163,6 +163,12 @@ EVENT_LOOP_LAG = Gauge(
     "How late the last periodic wake-up of the event loop was: time no callback could run.",
     namespace=NAMESPACE, registry=REGISTRY,
 )
+UNVERIFIED_JOINS = Counter(
+    "unverified_joins",
+    "Participant joins that succeeded with a token that does not vouch for their user_id: "
+    "kept as unverified claims, never as that user's attendance.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
 GHOSTS_SWEPT = Counter(
     "ghosts_swept",
     "Presence entries of dead processes that still held their sid and were cleared by a sweep.",

@@ -14,7 +14,9 @@
 -- then, per entry, five ARGV: kind, field, sid, the entry's held field, and an extra value:
 --   'teacher':     field user_id, extra lesson_id; KEYS lesson_teacher_{lesson_id}, {user_id}
 --   'participant': field client_id, extra role;   KEYS lesson_student_{lesson_id}, {client_id}
---   'roster':      field user_id, extra client_id; KEYS rollcall:roster:{lesson_id}
+--   'roster':      field user_id, extra client_id; KEYS rollcall:roster:{lesson_id}, or (an
+--                  unverified claim, kept alike) field [user_id, client_id], KEYS
+--                  rollcall:unverified:{lesson_id}
 --
 -- Returns {seat maps created, presence fields written, roster records written, entries held};
 -- an error reply starting with SWEPT when the process has been swept (it then writes nothing).

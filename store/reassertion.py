@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from store.keys import ROSTER_KEY, SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
+from store.keys import SEAT_KEY, STUDENTS_KEY, TEACHER_KEY
 from store.presence import (
     KIND_PARTICIPANT,
     KIND_ROSTER,
@@ -22,7 +22,6 @@ from store.presence import (
     ParticipantEntry,
     ParticipantJoin,
     PresenceStore,
-    RosterEntry,
     Script,
     TeacherEntry,
     held_field,
@@ -95,10 +94,11 @@ async def reassert(store: PresenceStore, batch: Sequence[Reassertion]) -> Reasse
                     store.key(entry.client_id),
                 )
                 argv += (KIND_PARTICIPANT, entry.client_id, join.sid, held_field(entry), join.role)
-            else:
-                assert isinstance(entry, RosterEntry) and isinstance(join, ParticipantJoin)
-                keys.append(store.key(ROSTER_KEY.format(lesson_id=lesson)))
-                argv += (KIND_ROSTER, entry.user_id, join.sid, held_field(entry), join.client_id)
+            else:  # a roster record, or an unverified claim: kept alike (store/roster.py)
+                assert isinstance(join, ParticipantJoin)
+                key, field = store.record_place(entry)
+                keys.append(key)
+                argv += (KIND_ROSTER, field, join.sid, held_field(entry), join.client_id)
     (result,) = await store.run_script(REASSERT_SCRIPT, [(len(keys), *keys, *argv)])
     if isinstance(result, Exception):
         raise store.script_error(result, book.process_id)

@@ -35,8 +35,15 @@ def token(claims: dict[str, Any], secret: str) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def participant_token(client_id: str, secret: str, lifetime: int = 3600) -> str:
-    return token({"client_id": client_id, "exp": int(time.time()) + lifetime}, secret)
+def participant_token(
+    client_id: str, secret: str, lifetime: int = 3600, user_id: str | None = None
+) -> str:
+    """A participant's token; with `user_id`, one that vouches for that user (its `user_id`
+    claim), so that its joins as `user_id` are that user's attendance."""
+    claims: dict[str, Any] = {"client_id": client_id, "exp": int(time.time()) + lifetime}
+    if user_id is not None:
+        claims["user_id"] = user_id
+    return token(claims, secret)
 
 
 def teacher_token(user_id: str, secret: str, lifetime: int = 3600) -> str:

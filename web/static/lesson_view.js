@@ -9,7 +9,7 @@
   const source = body.dataset.source;
   const interval = Number(body.dataset.interval);
   const byId = (id) => document.getElementById(id);
-  const SYMBOL = { present: "●", left: "◐", absent: "○", empty: "·" };
+  const SYMBOL = { present: "●", left: "◐", absent: "○", empty: "·", unverified: "?" };
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -88,7 +88,9 @@
     note.hidden = lesson.roster !== null && lesson.seat_count !== null;
     if (lesson.roster === null) {
       note.textContent = "The roster is off on this server (--roster-ttl 0).";
-      for (const id of ["chart", "unseated", "outsiders"]) byId(id).replaceChildren();
+      for (const id of ["chart", "unseated", "outsiders", "unverified"]) {
+        byId(id).replaceChildren();
+      }
       return;
     }
     if (lesson.seat_count === null) note.textContent = "No such lesson in the database.";
@@ -103,6 +105,9 @@
     list("unseated", lesson.roster.filter((e) => e.enrolled && !seated(lesson, e)),
       "everyone enrolled has a seat", (e) => (e.seat === null ? "" : `seat ${e.seat} is not in the chart`));
     list("outsiders", outsiders, "nobody", (e) => `client ${e.client_id}`);
+    byId("count-unverified").textContent = String(lesson.unverified.length);
+    list("unverified", lesson.unverified, "none", (e) =>
+      `claimed by client ${e.client_id} at ${clock(e.first_joined_at)}`);
   }
 
   function renderConnections(lesson) {

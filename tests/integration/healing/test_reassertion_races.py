@@ -162,3 +162,22 @@ async def test_a_reassertion_writes_at_most_500_items_per_script_run(
     too_many = [Reassertion(join, join.entries)] * (REASSERT_BATCH // 3 + 1)
     with pytest.raises(ValueError, match="at most 500"):
         await reassert(services.presence, too_many)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_unverified_claim_is_reasserted_like_a_roster_record(
+    connect, lesson, redis_db: redis.Redis, secret, rollcall, services
+):
+    client = await connect()
+    token = participant_token("c9", secret)  # vouches for c9, not for the user it joins as
+    assert await client.join(request("someone-else", LESSON, token)) == SUCCESS
+    claims = f"rollcall:unverified:{LESSON}"
+    [field] = redis_db.hkeys(claims)
+    redis_db.flushdb()
+
+    result, connections, _ = await Reasserter(services.presence, rollcall.connections).run()
+
+    assert json.loads(redis_db.hget(claims, field))["sid"] == client.sid
+    assert redis_db.hget(f"lesson_student_{LESSON}", "c9") == client.sid
+    assert not redis_db.exists(f"rollcall:roster:{LESSON}")
+    assert (connections, result.rosters, result.held) == (1, 1, 2)

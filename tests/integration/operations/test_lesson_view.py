@@ -39,7 +39,7 @@ async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect
                      access_token=teacher_token("t1"))
     assert ack["status"] == "SUCCESS"
     ack = await join(student, user_id="s1", lesson_id=lesson, role="student",
-                     access_token=participant_token("c1"))
+                     access_token=participant_token("c1", "s1"))
     assert ack["status"] == "SUCCESS"
     redis_db.hset(f"lesson_seat_{lesson}", "3", "c9")  # assigned by the platform
 
@@ -50,6 +50,7 @@ async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect
     body = json.loads(response.body)
     (row,) = body.pop("roster")  # its own tests: tests/integration/operations/test_roster.py
     assert (row["user_id"], row["status"]) == ("s1", "present")
+    assert body.pop("unverified") == []
     assert body == {
         "lesson_id": lesson,
         "teachers": [{"user_id": "t1", "sid": teacher.get_sid()}],
@@ -65,7 +66,7 @@ async def test_a_lesson_nobody_joined_is_empty(url: str) -> None:
     response = await get(url, "/lessons/nobody-here", BEARER)
     assert json.loads(response.body) == {
         "lesson_id": "nobody-here", "teachers": [], "participants": [], "seats": {},
-        "seat_count": None, "roster": [],
+        "seat_count": None, "roster": [], "unverified": [],
         "counts": {"enrolled": 0, "present": 0, "absent": 0, "left": 0},
     }
 
