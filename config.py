@@ -21,6 +21,12 @@ from handlers.tokens import NOT_USER_ID_CLAIMS, USER_ID_CLAIM
 from handlers.validation import ROLE_TEACHER
 from logs import LOG_FORMATS
 from protocol.engine import OUTPUT_LIMIT_PAYLOADS
+from protocol.redis_clients import (
+    SENTINEL_SCHEME,
+    BadRedisUrl,
+    is_sentinel_url,
+    parse_sentinel_url,
+)
 from store.roster import ROSTER_TTL
 
 #: --teacher-auth: `token` (a teacher's join carries its own teacher token) or `none` (the design
@@ -39,6 +45,8 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+#: the schemes of redis-py's own URLs (redis+sentinel:// is protocol/redis_clients.py's)
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: the longest --user-id-claim: room for a collision-resistant claim name (a URI, RFC 7519 4.2)
 MAX_CLAIM_NAME = 256
 
@@ -127,6 +135,22 @@ def _url(schemes: tuple[str, ...], optional: bool = False) -> Callable[[str], st
                 f"got {text!r}"
             )
         return text
+
+    return parse
+
+
+def _redis_url(optional: bool = False) -> Callable[[str], str | None]:
+    """redis-py's URLs, or python-socketio's redis+sentinel:// form (protocol/redis_clients.py)."""
+    by_scheme = _url((*REDIS_SCHEMES, SENTINEL_SCHEME), optional)
+
+    def parse(text: str) -> str | None:
+        url = by_scheme(text)
+        if url is not None and is_sentinel_url(url):
+            try:
+                parse_sentinel_url(url)
+            except BadRedisUrl as exc:
+                raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+        return url
 
     return parse
 
@@ -257,7 +281,13 @@ class _OneLineParser(argparse.ArgumentParser):
 _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--host", "ROLLCALL_HOST", str, "address to listen on"),
     ("--port", "ROLLCALL_PORT", _int_in(1, 65535), "port to listen on"),
-    ("--redis-url", "REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for presence keys"),
+    (
+        "--redis-url",
+        "REDIS_URL",
+        _redis_url(),
+        "Redis for presence keys: redis://, rediss://, unix://, or "
+        "redis+sentinel://[user:password@]host:port[,host:port...]/[db]/service_name (Sentinel)",
+    ),
     (
         "--database-url",
         "DATABASE_URL",
@@ -381,9 +411,10 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     (
         "--message-queue",
         "ROLLCALL_MESSAGE_QUEUE",
-        _url(("redis", "rediss", "unix"), optional=True),
+        _redis_url(optional=True),
         "Redis whose pub/sub relays emits, room changes and disconnects between processes "
-        "(python-socketio's AsyncRedisManager format, channel 'socketio'); one process without it",
+        "(python-socketio's AsyncRedisManager format, channel 'socketio', redis+sentinel:// "
+        "too); one process without it",
     ),
     (
         "--roster-ttl",
@@ -410,7 +441,8 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "--liveness-interval",
         "ROLLCALL_LIVENESS_INTERVAL",
         _positive_float,
-        "seconds between heartbeats, each also retrying failed leaves and sweeping dead "
+        "seconds between heartbeats, each also noticing whether Redis lost this process's "
+        "keys (then re-asserting its presence), retrying failed leaves and sweeping dead "
         "processes; below --liveness-ttl",
     ),
 )

@@ -190,6 +190,23 @@ LIVENESS_LAPSES = Counter(
     ["outcome"], namespace=NAMESPACE, registry=REGISTRY,
 )
 LAPSE_OUTCOMES = ("revived", "swept")
+REASSERTIONS = Counter(
+    "presence_reassertions",
+    "Times this process wrote its live connections' presence again because Redis had lost it "
+    "(its liveness registration gone, or another Redis server answering).",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+REASSERTED_KEYS = Counter(
+    "presence_reasserted_keys",
+    "Presence fields, seat maps and roster records that re-assertions wrote again.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+PRIMARY_SWITCHES = Counter(
+    "redis_primary_switches",
+    "Heartbeats that found another Redis server answering than the one before (its run id "
+    "changed): a failover to a replica, or a restart.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
 
 # Pre-create the label sets an alert compares against, so that they read 0 rather than being
 # absent before the first error; the calls use these children, not a `labels()` lookup each.

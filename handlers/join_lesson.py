@@ -219,5 +219,5 @@ class JoinLesson:
             record.held = before  # the script refused the join and wrote nothing
             raise
         record.held = (before - frozenset(leaving)) | written | record.doubtful
-        self._connections.joined(record, written, leaving)
+        self._connections.joined(record, join, leaving)
         return outcome

@@ -12,9 +12,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .redis_clients import redis_from_url
 from .versions import require
 
 #: the redis-py series the listener was tested with; before 8.0.1 a blocking pub/sub read timed
@@ -48,7 +48,7 @@ class RedisTransport:
         self.channel = channel
         self.logger = logger or _log
         self._subscribed = asyncio.Event()
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=socket_timeout)
+        self._redis = redis_from_url(url, socket_timeout=socket_timeout)
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self, receive: Callable[[bytes], Awaitable[None]]) -> None:

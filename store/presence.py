@@ -376,14 +376,19 @@ class PresenceStore:
         return [self._join_outcome(result, book.process_id) for result in results]
 
     def _join_outcome(self, result: object, process_id: str) -> JoinOutcome | Exception:
-        if isinstance(result, ResponseError) and str(result).startswith(SWEPT_REPLY):
+        if isinstance(result, Exception):
+            return self.script_error(result, process_id)
+        assert isinstance(result, list)
+        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
+
+    def script_error(self, error: Exception, process_id: str) -> Exception:
+        """What a script's error reply means: ProcessSwept when the script found `process_id`
+        swept (and the swept event set, unless that id was replaced meanwhile), else itself."""
+        if isinstance(error, ResponseError) and str(error).startswith(SWEPT_REPLY):
             if process_id == self.process_id:  # not an identity already replaced
                 self.swept.set()
             return ProcessSwept(process_id)
-        if isinstance(result, Exception):
-            return result
-        assert isinstance(result, list)
-        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
+        return error
 
     async def leave(self, leave: Leave) -> int:
         """Clear what a disconnected sid still holds; returns the number of fields cleared.
@@ -436,7 +441,7 @@ class PresenceStore:
                 keys.append(self.key(TEACHER_KEY.format(lesson_id=entry.lesson_id)))
                 argv += (KIND_TEACHER, entry.user_id, sid, held_field(entry))
             elif isinstance(entry, RosterEntry | ClaimEntry):
-                key, field = self._record(entry)
+                key, field = self.record_place(entry)
                 keys.append(key)
                 argv += (KIND_ROSTER, field, sid, held_field(entry))
             else:
@@ -447,7 +452,7 @@ class PresenceStore:
                 argv += (KIND_PARTICIPANT, entry.client_id, sid, held_field(entry))
         return keys, argv
 
-    def _record(self, entry: Entry) -> tuple[str, str]:
+    def record_place(self, entry: Entry) -> tuple[str, str]:
         """The key and field of a roster record, or of an unverified claim."""
         if isinstance(entry, ClaimEntry):
             return self.key(UNVERIFIED_KEY.format(lesson_id=entry.lesson_id)), entry.field
@@ -470,7 +475,7 @@ class PresenceStore:
         elif isinstance(join, ParticipantJoin):
             entry, record = join.entries
             # the record kept: the user's in the roster, or else a claim among the unverified
-            record_key, record_field = self._record(record)
+            record_key, record_field = self.record_place(record)
             keys += (
                 self.key(join.client_id),
                 self.key(STUDENTS_KEY.format(lesson_id=join.lesson_id)),
@@ -516,9 +521,21 @@ class PresenceStore:
         return self._prefix + name
 
     @property
+    def bookkeeping(self) -> Bookkeeping:
+        """The held record, swept key and registry of the current process id, for scripts that
+        keep them besides the join and leave scripts (store/reassertion.py)."""
+        return self._bookkeeping
+
+    @property
     def client(self) -> aioredis.Redis:
         """The Redis client, for the bookkeeping of store/liveness.py (inside `available()`)."""
         return self._redis
+
+    async def drop_idle_connections(self) -> None:
+        """Close the pooled connections not in use (new ones are opened as needed): after one
+        of them was found closed by Redis (a restart, a failover), the others likely are too,
+        and each would fail a join once."""
+        await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     @contextlib.asynccontextmanager
     async def available(self) -> AsyncIterator[None]:

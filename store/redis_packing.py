@@ -16,7 +16,10 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio import sentinel
 from redis.connection import HiredisRespSerializer
+
+from protocol.redis_clients import redis_from_url
 
 _SERIALIZER = HiredisRespSerializer()
 
@@ -46,16 +49,22 @@ class UnixDomainSocketConnection(_HiredisPacking, aioredis.UnixDomainSocketConne
     """unix://"""
 
 
+class SentinelManagedConnection(_HiredisPacking, sentinel.SentinelManagedConnection):
+    """redis+sentinel:// (protocol/redis_clients.py)"""
+
+
 _PACKED = {
     aioredis.Connection: Connection,
     aioredis.SSLConnection: SSLConnection,
     aioredis.UnixDomainSocketConnection: UnixDomainSocketConnection,
+    sentinel.SentinelManagedConnection: SentinelManagedConnection,
 }
 
 
 def from_url(url: str, **kwargs: Any) -> aioredis.Redis:
-    """`redis.asyncio.Redis.from_url`, its pool's connections packing with hiredis."""
-    client = aioredis.Redis.from_url(url, **kwargs)
+    """`protocol.redis_clients.redis_from_url` (redis-py's URLs, and Sentinel's), its pool's
+    connections packing with hiredis."""
+    client = redis_from_url(url, **kwargs)
     pool = client.connection_pool
     pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
     return client

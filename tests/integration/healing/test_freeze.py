@@ -133,6 +133,7 @@ async def test_a_join_refused_as_swept_answers_unavailable_then_the_process_star
         assert not redis_db.exists(STUDENTS, "c1")
         assert services.presence.swept.is_set()
 
+        sid = client.sid  # None once the client has seen the drop
         await rollcall.sweeper.start()
         dropped = await server_events.wait_for("disconnect", sid)
         assert dropped.reason == "server disconnect"
