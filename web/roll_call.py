@@ -15,7 +15,7 @@ import asyncio
 import datetime
 from dataclasses import dataclass
 
-from store.lessons import Enrolment, LessonStore
+from store.lessons import MAX_SEAT_COUNT, Enrolment, LessonStore
 from store.presence import LessonKeys, PresenceStore
 from store.roster import RosterRecord, parse_claims, parse_roster
 
@@ -114,6 +114,13 @@ class LessonPresence:
     #: the unverified claims, by user_id then client id; None: roster off
     unverified: list[RosterRow] | None = None
 
+    def chart_seats(self) -> int | None:
+        """How many seat cells the page draws: `seat_count` held to what a seat map may hold,
+        so that an absurd `lesson` row (10**9 seats) cannot hang an admin's browser."""
+        if self.seat_count is None:
+            return None
+        return max(0, min(self.seat_count, MAX_SEAT_COUNT))
+
     def counts(self) -> dict[str, int] | None:
         """How many enrolled students are present, absent and left (they add up to enrolled);
         participants who are not enrolled are not counted."""
@@ -135,6 +142,7 @@ class LessonPresence:
             ],
             "seats": self.seats,
             "seat_count": self.seat_count,
+            "chart_seats": self.chart_seats(),
             "roster": None if self.roster is None else [row.as_json() for row in self.roster],
             "unverified": (
                 None if self.unverified is None else [row.as_json() for row in self.unverified]

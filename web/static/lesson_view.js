@@ -49,10 +49,11 @@
     return node;
   }
 
-  // Cells 1 … seat_count, each with the students enrolled in that seat (usually one).
+  // Cells 1 … chart_seats (seat_count, held to what a seat map may hold), each with the
+  // students enrolled in that seat (usually one).
   function chart(lesson) {
     const cells = [];
-    for (let seat = 1; seat <= (lesson.seat_count || 0); seat += 1) {
+    for (let seat = 1; seat <= (lesson.chart_seats || 0); seat += 1) {
       const students = lesson.roster.filter((e) => e.enrolled && e.seat === seat);
       const status = students.length ? students[0].status : "empty";
       const cell = el("li", `seat status-${status}`);
@@ -69,7 +70,7 @@
   }
 
   function seated(lesson, entry) {
-    return entry.seat !== null && entry.seat >= 1 && entry.seat <= (lesson.seat_count || 0);
+    return entry.seat !== null && entry.seat >= 1 && entry.seat <= (lesson.chart_seats || 0);
   }
 
   function list(id, entries, empty, describe) {
@@ -85,7 +86,8 @@
 
   function renderRoster(lesson) {
     const note = byId("chart-note");
-    note.hidden = lesson.roster !== null && lesson.seat_count !== null;
+    note.hidden = lesson.roster !== null && lesson.seat_count !== null
+      && lesson.seat_count === lesson.chart_seats;
     if (lesson.roster === null) {
       note.textContent = "The roster is off on this server (--roster-ttl 0).";
       for (const id of ["chart", "unseated", "outsiders", "unverified"]) {
@@ -94,6 +96,10 @@
       return;
     }
     if (lesson.seat_count === null) note.textContent = "No such lesson in the database.";
+    else if (lesson.seat_count !== lesson.chart_seats) {
+      note.textContent = `The lesson row says ${lesson.seat_count} seats; the chart draws `
+        + `${lesson.chart_seats}, as many as a seat map holds.`;
+    }
     const counts = lesson.counts;
     for (const name of ["present", "left", "absent", "enrolled"]) {
       byId(`count-${name}`).textContent = String(counts[name]);

@@ -13,6 +13,7 @@ import sys
 import psycopg2
 import pytest
 
+from store.lessons import MAX_SEAT_COUNT
 from tests.integration.operations.conftest import (
     ADMIN_TOKEN,
     OUTSIDER,
@@ -26,6 +27,7 @@ from tests.integration.operations.conftest import (
 from tests.integration.operations.test_roster import csv_of, csv_rows, leave
 from tests.support import ROOT, TEST_TOKEN_SECRET
 from tests.support.chromium import BrowserError, Page, browser
+from tests.support.lessons import add_lesson
 from tests.support.lifecycle import ServerEvents
 from tests.support.scripts import DEMO_READY, DEMO_SQL, ScriptProcess
 
@@ -129,6 +131,20 @@ async def test_a_participant_who_joins_appears_without_a_reload(
         after = await shown(page, "Seat 2\ns1\n● present", tmp_path / "after.png")
         assert "Teacher: ● connected t1" in after
         assert await page.evaluate(MARKER) is True, "the page was reloaded"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_absurd_seat_count_draws_a_bounded_chart_and_says_so(
+    url: str, database: psycopg2.extensions.connection, tmp_path: pathlib.Path
+) -> None:
+    add_lesson(database, "absurd", 10**9, {"s1": 2})
+    async with browser(tmp_path / "profile") as chromium:
+        page = await open_page(chromium, url, "absurd")
+        text = await shown(page, "as many as a seat map holds", tmp_path / "absurd.png")
+        assert f"says {10**9} seats; the chart draws {MAX_SEAT_COUNT}" in text
+        cells = await page.evaluate('document.querySelectorAll("#chart .seat").length')
+        assert cells == MAX_SEAT_COUNT
+        assert "Seat 2\ns1\n○ absent" in text
 
 
 @pytest.mark.gen_test(timeout=120)
