@@ -31,16 +31,12 @@ from engineio.async_socket import AsyncSocket
 
 from .queues import LeanQueue
 from .sessions import (
-    ENGINEIO_SERIES,
     MESSAGE_TYPE,
     PROBE,
     LeanSocket,
     Outbox,
     WebSocketTransport,
 )
-from .versions import require
-
-require("python-engineio", ENGINEIO_SERIES)  # the series sessions.py names, for this module too
 
 EIO_VERSION = "4"
 TRANSPORTS = frozenset({"polling", "websocket"})

@@ -19,16 +19,6 @@ from engineio.async_socket import AsyncSocket
 
 from . import eager
 from .queues import LeanQueue
-from .versions import require
-
-#: the python-engineio series whose internals this module and protocol/engine.py were written
-#: against and tested with (``AsyncSocket``'s methods, ``_ok``, ``create_queue``, the Tornado
-#: handler's ``receive_queue``)
-ENGINEIO_SERIES = (4, 15)
-require("python-engineio", ENGINEIO_SERIES)
-#: ... and the Tornado series (its WebSocket connection's ``_write_frame`` and ``_compressor``)
-TORNADO_SERIES = (6, 6)
-require("tornado", TORNADO_SERIES)
 
 MESSAGE_TYPE = "4"
 #: The only payload a non-MESSAGE packet from a client carries (the upgrade's "2probe").

@@ -15,12 +15,6 @@ from typing import Any
 
 from aiopg.connection import Connection
 
-from protocol.versions import require
-
-#: the aiopg series whose private `Connection._ready` this wraps, and was tested with
-AIOPG_SERIES = (1, 4)
-require("aiopg", AIOPG_SERIES)
-
 _original_ready = Connection._ready
 
 
