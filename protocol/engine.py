@@ -81,6 +81,54 @@ def _shared(text: str) -> str:
     return text
 
 
+class _Body:
+    """A request body as the WSGI ``wsgi.input`` python-engineio reads, one class for all."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes | None) -> None:
+        self.payload = payload or b""
+
+    async def read(self, length: int | None = None) -> bytes:
+        if length is None:
+            data, self.payload = self.payload, b""
+        else:
+            data, self.payload = self.payload[:length], self.payload[length:]
+        return data
+
+
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _environ_key(name: str) -> str:
+    """The WSGI environ key of a header name (``HTTP_USER_AGENT``), one object per name."""
+    name = name.upper().replace("-", "_")
+    return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
+
+
+def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
+    """The environ of a Tornado request, for python-engineio (the ``translate_request`` entry of
+    its driver table) and the Socket.IO connect handlers, which keep it for a session's life.
+
+    python-engineio's own makes a class object per request for the body (~2.6 KB of garbage each
+    until a full collection: +1.9 KiB per idle WebSocket in ``bench/load_idle.py``) and names
+    every peer 127.0.0.1. This one shares one body class, names the real peer (``REMOTE_ADDR``,
+    after --trusted-proxies), shares the keys and texts most requests have in common, and holds
+    only what is read (the request line's parts, the headers, the peer, the handler): a browser's
+    WebSocket environ then fits a dict a size class smaller than one with WSGI's constants."""
+    request = handler.request
+    environ: dict[str, Any] = {
+        "wsgi.input": _Body(request.body),
+        "wsgi.url_scheme": _shared(request.protocol),
+        "REQUEST_METHOD": _shared(request.method),
+        "PATH_INFO": _shared(request.path),
+        "QUERY_STRING": _shared(request.query or ""),
+        "REMOTE_ADDR": request.remote_ip,
+        "tornado.handler": handler,
+    }
+    for name, value in request.headers.items():
+        environ[_environ_key(name)] = _shared(value)
+    return environ
+
+
 class _Live:
     """A session as the server keeps it: its state, its Outbox, its WebSocket once it has one."""
 
@@ -113,7 +161,11 @@ class EngineServer(engineio.AsyncServer):
         super().__init__(**options)
         self.websocket_compression = websocket_compression
         # python-engineio's driver table is shared by every server: copy it before changing it
-        self._async = {**self._async, "websocket": _HandOff}
+        self._async = {
+            **self._async,
+            "websocket": _HandOff,
+            "translate_request": translate_request,
+        }
         #: every open session, by Engine.IO sid
         self.sessions: dict[str, _Live] = {}
         #: the Outbox of the session python-engineio is opening (its OPEN packet came; the
@@ -189,8 +241,7 @@ class EngineServer(engineio.AsyncServer):
     def session_opened(self, sid: str, environ: dict[str, Any]) -> None:
         """Register the new session, give it the place its handshake reserved and its first
         PING (call from the connect event, which python-engineio fires exactly once per
-        session). The environ is kept with the session: its request body goes, its texts are
-        shared."""
+        session). The environ is kept with the session, without its request body."""
         outbox, self._opening = self._opening, None
         assert outbox is not None and outbox.sid == sid  # queued its OPEN just before
         live = _Live(Session(sid), outbox)
@@ -203,10 +254,6 @@ class EngineServer(engineio.AsyncServer):
             self._per_address[address] = self._per_address.get(address, 0) + 1
         self._addresses[sid] = address
         environ.pop("wsgi.input", None)
-        shared = {_shared(key): _shared(value) if isinstance(value, str) else value
-                  for key, value in environ.items()}
-        environ.clear()
-        environ.update(shared)
         self.pong(sid)
 
     def session_closed(self, sid: str, reason: str) -> str:
@@ -525,12 +572,15 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             finally:
                 _serving.reset(token)
 
-        async def get(self, *args: Any, **kwargs: Any) -> None:
+        def get(self, *args: Any, **kwargs: Any) -> Awaitable[None]:
             if self._transport == WEBSOCKET:
                 # Tornado's handshake (HTTP 101, or its own refusal), then open(), then its
-                # frame loop for the connection's life
-                await super().get(*args, **kwargs)
-                return
+                # frame loop for the connection's life, awaited by the request itself (returned,
+                # not awaited here: one coroutine frame less for each open WebSocket)
+                return super().get(*args, **kwargs)
+            return self._poll()
+
+        async def _poll(self) -> None:
             sid = self.sid
             if sid is None:
                 await self._serve()
@@ -560,8 +610,12 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 return
             await self._serve()
             # Emptied in place, since the request object lives as long as the connection
-            # (~1 KB of lists and names a WebSocket): the environ holds what is read later.
-            self.request.headers.clear()
+            # (~1.5 KB of lists and names a WebSocket): prepare() read the query, and the
+            # environ holds what is read later.
+            request = self.request
+            request.headers.clear()
+            request.query_arguments.clear()
+            request.arguments.clear()
             if self.transport is None:
                 self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
 

@@ -45,7 +45,18 @@ class _Recording(engineio.AsyncServer):
         super().__init__(async_mode="tornado", **options)
         self.handed: list[tuple[Any, Any, dict[str, Any]]] = []
         self.started: list[Any] = []
+        self.translated: list[tuple[Any, dict[str, Any]]] = []
         server = self
+        assert "translate_request" in self._async, (
+            "python-engineio's AsyncServer._async has no 'translate_request' entry any more: "
+            "protocol/engine.py's translate_request (one body class for all requests) is unused"
+        )
+        translate = self._async["translate_request"]
+
+        def translate_request(handler: Any) -> dict[str, Any]:
+            environ = translate(handler)
+            server.translated.append((handler, environ))
+            return environ
 
         class Driver:
             def __init__(self, handler: Any, engine: Any) -> None:
@@ -58,7 +69,7 @@ class _Recording(engineio.AsyncServer):
             "python-engineio's AsyncServer._async has no 'websocket' entry any more: "
             "protocol/engine.py's _HandOff, which takes over each WebSocket, would never run"
         )
-        self._async = {**self._async, "websocket": Driver}
+        self._async = {**self._async, "websocket": Driver, "translate_request": translate_request}
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> None:
         self.started.append(target)
@@ -83,6 +94,23 @@ def test_engineio_async_websocket_entry_is_handed_each_websocket() -> None:
     assert engine is server, "the driver is no longer given the server as its second argument"
     assert environ.get("QUERY_STRING") == "EIO=4&transport=websocket", (
         "the driver is no longer awaited with the request's WSGI environ"
+    )
+
+
+def test_engineio_async_translate_request_entry_makes_every_environ() -> None:
+    """python-engineio ``AsyncServer._async['translate_request']``: every request's environ is
+    what that entry returns for the handler given to ``handle_request``; protocol/engine.py's
+    own makes it without a class object per request (idle memory per WebSocket)."""
+    handler = _Handler(WEBSOCKET_HANDSHAKE)
+    server = _Recording()
+    asyncio.run(server.handle_request(handler))
+    assert [h for h, _ in server.translated] == [handler], (
+        "python-engineio no longer calls its 'translate_request' entry once with the handler "
+        f"given to handle_request (calls: {server.translated!r})"
+    )
+    assert server.handed[0][2] is server.translated[0][1], (
+        "python-engineio no longer serves the request with the environ its 'translate_request' "
+        "entry returned"
     )
 
 
