@@ -1,15 +1,16 @@
-"""The python-engineio / Tornado boundary: the only module that knows how python-engineio and
-Tornado are driven.
+"""The python-engineio / Tornado boundary: with protocol/transport.py (an open WebSocket), the
+only glue between those libraries and rollcall's session logic.
 
 python-engineio's ``AsyncServer`` serves the handshake, long-polling and the upgrade's request
 through its public surface (``handle_request``, its events, ``create_queue``, ``disconnect``) and
 its packet codec. rollcall owns what happens to a session after that, as the sans-I/O logic of
 protocol/session.py: the Outbox (protocol/queues.py), the heartbeat (one shared PING schedule
 under one loop timer), the upgrade's states and what a WebSocket frame does (protocol/transport.py
-carries an open WebSocket without a reader or writer coroutine). Two python-engineio internals
+carries an open WebSocket without a reader or writer coroutine). Four python-engineio internals
 remain, each listed in docs/architecture.md with its test in tests/unit/test_internals.py: the
-``websocket`` entry of its driver table, where a session's WebSocket is handed over, and
-``AsyncSocket._send_ping``, the per-session PING task the shared schedule replaces.
+``websocket`` entry of its driver table, where a session's WebSocket is handed over, and its
+``translate_request`` entry; ``AsyncSocket._send_ping``, the per-session PING task the shared
+schedule replaces; ``Payload.max_decode_packets``, read.
 
 The Tornado handler (``engine_handler``) refuses what the Engine.IO spec refuses before
 python-engineio sees a request, and every refusal of a WebSocket before its 101.
