@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import metrics
+from store import redis_packing
 from store.coalesce import Coalescer
 from store.errors import ProcessSwept, StoreUnavailable
 from store.keys import (
@@ -305,7 +306,7 @@ class PresenceStore:
     def open(
         cls, url: str, timeout: float, key_prefix: str = "", roster_ttl: int = ROSTER_TTL
     ) -> PresenceStore:
-        client = aioredis.Redis.from_url(
+        client = redis_packing.from_url(
             url,
             decode_responses=True,
             # Every call goes through available(), which bounds the whole call (a batch's
