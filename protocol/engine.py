@@ -240,9 +240,10 @@ class EngineServer(engineio.AsyncServer):
         self._opening = outbox
 
     def session_opened(self, sid: str, environ: dict[str, Any]) -> None:
-        """Register the new session, give it the place its handshake reserved and its first
-        PING (call from the connect event, which python-engineio fires exactly once per
-        session). The environ is kept with the session, without its request body."""
+        """Register the new session and give it the place its handshake reserved (call from
+        the connect event, which python-engineio fires exactly once per session). The environ
+        is kept with the session, without its request body. Its first PING is scheduled once
+        the handshake's answer is out (``handshake_answered``), so that none rides in it."""
         outbox, self._opening = self._opening, None
         assert outbox is not None and outbox.sid == sid  # queued its OPEN just before
         live = _Live(Session(sid), outbox)
@@ -255,7 +256,11 @@ class EngineServer(engineio.AsyncServer):
             self._per_address[address] = self._per_address.get(address, 0) + 1
         self._addresses[sid] = address
         environ.pop("wsgi.input", None)
-        self.pong(sid)
+
+    def handshake_answered(self, sid: str) -> None:
+        """The OPEN packet of `sid` is written: its first PING is due in ping_interval."""
+        if sid in self.sessions:
+            self.pong(sid)
 
     def session_closed(self, sid: str, reason: str) -> str:
         """Forget the session: its place, its heartbeat (call from the disconnect event, fired
@@ -308,6 +313,8 @@ class EngineServer(engineio.AsyncServer):
                                        handler.compressing)
         live.transport = handler.transport = transport
         transport.start()
+        if not handler.upgrades:
+            self.handshake_answered(sid)
         return True
 
     def output_overflowed(self, sid: str) -> None:
@@ -584,7 +591,11 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
         async def _poll(self) -> None:
             sid = self.sid
             if sid is None:
-                await self._serve()
+                try:
+                    await self._serve()
+                finally:
+                    if self.sid is not None:  # the handshake opened a session
+                        eio.handshake_answered(self.sid)
                 return
             live = eio.sessions.get(sid)
             if live is not None and live.session.poll() is Poll.REFUSE:
