@@ -15,12 +15,6 @@ from collections.abc import Awaitable, Callable
 from redis.exceptions import RedisError
 
 from .redis_clients import redis_from_url
-from .versions import require
-
-#: the redis-py series the listener was tested with; before 8.0.1 a blocking pub/sub read timed
-#: out after socket_timeout, and the listener resubscribed, losing what was published meanwhile
-REDIS_SERIES = (8, 1)
-require("redis", REDIS_SERIES)
 
 __all__ = ["DEFAULT_CHANNEL", "RedisTransport"]
 
