@@ -44,6 +44,9 @@ class RedisTransport:
         self._subscribed = asyncio.Event()
         self._redis = redis_from_url(url, socket_timeout=socket_timeout)
         self._listener: asyncio.Task[None] | None = None
+        #: publishes that failed since the last one that went through; only the first of an
+        #: outage is logged, so a busy process does not write a line per emit while Redis is away
+        self._failed_publishes = 0
 
     async def start(self, receive: Callable[[bytes], Awaitable[None]]) -> None:
         """Start the listener and wait up to SUBSCRIBE_TIMEOUT for its subscription, so a process
@@ -73,7 +76,19 @@ class RedisTransport:
         try:
             await self._redis.publish(self.channel, text)
         except (RedisError, OSError) as exc:
-            self.logger.warning("message queue publish failed, not relayed: %s", exc)
+            if not self._failed_publishes:
+                self.logger.warning(
+                    "message queue publish failed, not relayed: %s (further failures are "
+                    "counted until a publish goes through)", exc,
+                )
+            self._failed_publishes += 1
+            return
+        if self._failed_publishes:
+            self.logger.info(
+                "message queue publishing again; %d emits were not relayed meanwhile",
+                self._failed_publishes,
+            )
+            self._failed_publishes = 0
 
     async def _listen(self, receive: Callable[[bytes], Awaitable[None]]) -> None:
         delay = RECONNECT_DELAY

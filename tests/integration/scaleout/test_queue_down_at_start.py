@@ -16,6 +16,8 @@ from tests.support.joins import LESSON
 from tests.support.scaleout import DedicatedRedis, Listener, Subscriptions, in_process, queue_config
 
 TRANSPORT_LOGGER = "protocol.redis_transport"
+#: emits made while the queue is down: each reaches the local client, none is relayed
+UNRELAYED = 5
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -38,8 +40,11 @@ async def test_a_process_started_without_its_queue_serves_then_subscribes_once_i
                 here = await Listener(url, "websocket").connect()
                 await here.join_as("c1", secret)
 
-                await process.sio.emit("local", {"n": 1}, room=LESSON)
-                assert await here.next() == ("local", [{"n": 1}])
+                for n in range(1, UNRELAYED + 1):
+                    await process.sio.emit("local", {"n": n}, room=LESSON)
+                    assert await here.next() == ("local", [{"n": n}])
+                # one line for the outage, not one per emit
+                assert len([r for r in caplog.records if "publish failed" in r.getMessage()]) == 1
 
                 queue = await DedicatedRedis.start(queue_port)
                 await subscriptions.reach(1)
@@ -47,10 +52,15 @@ async def test_a_process_started_without_its_queue_serves_then_subscribes_once_i
                 await remote.emit("relayed", {"n": 2}, room=LESSON)
                 assert await here.next() == ("relayed", [{"n": 2}])
                 # and its own emits still reach its clients once (not again through the queue)
-                await process.sio.emit("local", {"n": 3}, room=LESSON)
+                await process.sio.emit("local", {"n": 0}, room=LESSON)
                 await remote.emit("sentinel", None, room=LESSON)
                 assert [await here.next(), await here.next()] == [
-                    ("local", [{"n": 3}]), ("sentinel", []),
+                    ("local", [{"n": 0}]), ("sentinel", []),
+                ]
+                recovered = [r.getMessage() for r in caplog.records
+                             if "publishing again" in r.getMessage()]
+                assert recovered == [
+                    f"message queue publishing again; {UNRELAYED} emits were not relayed meanwhile"
                 ]
                 await here.close()
     finally:
