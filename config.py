@@ -87,6 +87,9 @@ class Config:
     websocket_compression: bool = False
     liveness_ttl: float = 15.0
     liveness_interval: float = 5.0
+    handover_grace: float = 30.0
+    shutdown_drain: float = 3.0
+    reuse_port: bool = False
 
 
 def _positive_float(text: str) -> float:
@@ -96,6 +99,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not 0 < value <= 86400:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400, got {text!r}")
+    return value
+
+
+def _seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 86400, got {text!r}")
     return value
 
 
@@ -445,9 +458,30 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "keys (then re-asserting its presence), retrying failed leaves and sweeping dead "
         "processes; below --liveness-ttl",
     ),
+    (
+        "--handover-grace",
+        "ROLLCALL_HANDOVER_GRACE",
+        _seconds_or_zero,
+        "seconds a stopped process's presence stays for its clients to take over by joining "
+        "again (on the next process or a peer) before it is swept; 0 clears it at the stop",
+    ),
+    (
+        "--shutdown-drain",
+        "ROLLCALL_SHUTDOWN_DRAIN",
+        _seconds_or_zero,
+        "seconds over which a stop closes its connections in batches, so that clients do not "
+        "all reconnect at once; below --handover-grace",
+    ),
+    (
+        "--reuse-port",
+        "ROLLCALL_REUSE_PORT",
+        _boolean,
+        "listen with SO_REUSEPORT, so that the next process (started with it too) can listen on "
+        "the same port while this one drains",
+    ),
 )
 #: flags that also stand alone (`--flag` alone means `--flag true`)
-_SWITCHES = frozenset({"--websocket-compression"})
+_SWITCHES = frozenset({"--websocket-compression", "--reuse-port"})
 
 
 def _shown(value: object) -> str:
@@ -507,6 +541,11 @@ def parse_config(
         parser.error(
             f"argument --liveness-interval: must be below --liveness-ttl "
             f"({config.liveness_ttl:g}), got {config.liveness_interval:g}"
+        )
+    if 0 < config.handover_grace <= config.shutdown_drain:
+        parser.error(
+            f"argument --shutdown-drain: must be below --handover-grace "
+            f"({config.handover_grace:g}) unless that is 0, got {config.shutdown_drain:g}"
         )
     return config
 

@@ -10,13 +10,16 @@ import asyncio
 import functools
 import gc
 import logging
+import math
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 import handlers
@@ -40,11 +43,20 @@ from web.roll_call import PresenceReader
 log = logging.getLogger(__name__)
 
 SOCKETIO_PATH = r"/socket.io/"
-# Shutdown, from the signal: every socket disconnected and its presence cleared within
-# DISCONNECT_TIMEOUT, then the services closed (Mixpanel's queue gets tracking.CLOSE_TIMEOUT),
-# all within SHUTDOWN_TIMEOUT (systemd's TimeoutStopSec in docs/operations.md is above it).
+# Shutdown, from the signal: the sessions closed over --shutdown-drain, every socket disconnected
+# (its presence cleared, or handed over) within DISCONNECT_TIMEOUT more, then the services closed
+# (Mixpanel's queue gets tracking.CLOSE_TIMEOUT), all within --shutdown-drain + SHUTDOWN_TIMEOUT
+# (systemd's TimeoutStopSec in docs/operations.md is above it).
 SHUTDOWN_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 4.0
+#: seconds between two batches of the sessions a shutdown closes over --shutdown-drain
+DRAIN_STEP = 0.1
+#: exit status when the port cannot be bound (2 is for invalid flags: a restart may succeed)
+EXIT_CANNOT_LISTEN = 1
+
+
+class CannotListen(Exception):
+    """The address to listen on is taken (without --reuse-port on both processes) or refused."""
 #: allocations between two collections of the youngest generation (Python's default: 700)
 GC_YOUNG_THRESHOLD = 10_000
 
@@ -157,23 +169,46 @@ def build(config: Config, services: Services) -> Rollcall:
     return Rollcall(app, sio, connections, sweeper, manager)
 
 
-async def close_sessions(sio: Server, connections: Connections) -> None:
-    """Close every Engine.IO session and wait until each socket's presence is cleared. Closing
-    the session (not a Socket.IO DISCONNECT) lets clients reconnect by themselves, to another
-    instance during a rolling restart. Bounded by DISCONNECT_TIMEOUT."""
+def drain_batches(sessions: list[str], drain: float) -> list[list[str]]:
+    """`sessions` cut into batches of equal size, one to close every DRAIN_STEP, so that the
+    last closes within `drain` seconds of the first (sooner when there are fewer sessions than
+    steps): thousands of clients then do not all reconnect in the same instant."""
+    steps = max(1, int(drain / DRAIN_STEP))
+    size = max(1, math.ceil(len(sessions) / steps))
+    return [sessions[i : i + size] for i in range(0, len(sessions), size)]
+
+
+async def close_sessions(sio: Server, connections: Connections, drain: float = 0.0) -> None:
+    """Close every Engine.IO session, in batches over `drain` seconds, and wait until each
+    socket's disconnect handler is done. Closing the session (not a Socket.IO DISCONNECT) lets
+    clients reconnect by themselves, to another instance during a rolling restart. Sessions
+    opened meanwhile close with the last batch. Bounded by `drain` + DISCONNECT_TIMEOUT."""
+    loop = asyncio.get_running_loop()
+    closing: list[asyncio.Future[None]] = []
     try:
-        async with asyncio.timeout(DISCONNECT_TIMEOUT):
-            await sio.close_all()  # runs the disconnect handlers of every socket
+        async with asyncio.timeout(drain + DISCONNECT_TIMEOUT):
+            first = loop.time()
+            for n, batch in enumerate(drain_batches(sio.session_ids(), drain)):
+                await asyncio.sleep(first + n * DRAIN_STEP - loop.time())
+                # each runs the disconnect handlers of its sockets; the next batch goes on time
+                closing.append(asyncio.ensure_future(sio.close_sessions(batch)))
+            closing.append(asyncio.ensure_future(sio.close_sessions(sio.session_ids())))
+            await asyncio.gather(*closing)
             await connections.wait_idle()  # disconnects that had begun before
     except TimeoutError:
-        log.warning("sockets still disconnecting after %.0f s; going on", DISCONNECT_TIMEOUT)
+        log.warning(
+            "sockets still disconnecting after %.0f s; going on", drain + DISCONNECT_TIMEOUT
+        )
+    finally:
+        for future in closing:
+            future.cancel()
 
 
-async def disconnect_all(rollcall: Rollcall) -> None:
-    """Refuse new sockets, close every session (clearing each socket's presence), and shut the
-    Socket.IO server down."""
+async def disconnect_all(rollcall: Rollcall, drain: float = 0.0) -> None:
+    """Refuse new sockets, close every session over `drain` seconds (clearing each socket's
+    presence, unless the connections hand it over), and shut the Socket.IO server down."""
     rollcall.connections.close()
-    await close_sessions(rollcall.sio, rollcall.connections)
+    await close_sessions(rollcall.sio, rollcall.connections, drain)
     await rollcall.sio.shutdown()
 
 
@@ -201,10 +236,24 @@ def make_http_server(app: tornado.web.Application, config: Config) -> tornado.ht
     )
 
 
+def bind(config: Config) -> list[socket.socket]:
+    """The listening sockets, bound before anything else is opened; with --reuse-port another
+    process bound with it too may listen on the same port (the next one, during a deploy)."""
+    try:
+        return tornado.netutil.bind_sockets(
+            config.port, config.host, reuse_port=config.reuse_port
+        )
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
+
+
 async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT, then shut down within SHUTDOWN_TIMEOUT: stop accepting,
-    disconnect every socket (clearing its presence), remove this process's liveness records,
-    flush Mixpanel, close the pools, return."""
+    """Run until SIGTERM or SIGINT, then shut down within --shutdown-drain + SHUTDOWN_TIMEOUT:
+    stop accepting; with a --handover-grace, mark this process retiring and leave its presence
+    for its clients to take over, else clear it; close every session in batches over
+    --shutdown-drain; remove this process's liveness records unless retiring; flush Mixpanel,
+    close the pools, return."""
+    sockets = bind(config)
     services = await Services.open(config)
     state = await services.check()
     for name, reason in state.items():
@@ -222,7 +271,7 @@ async def serve(config: Config) -> None:
         await rollcall.manager.start()
     await rollcall.sweeper.start()
     http_server = make_http_server(rollcall.app, config)
-    http_server.listen(config.port, config.host)
+    http_server.add_sockets(sockets)
     loop_lag = metrics.LoopLagMonitor()
     loop_lag.start()
     settle_heap()
@@ -235,25 +284,37 @@ async def serve(config: Config) -> None:
     await stop.wait()
     log.info("shutting down")
     started = loop.time()
+    drain = config.shutdown_drain
     http_server.stop()
-    await disconnect_all(rollcall)  # its close_sessions is bounded by DISCONNECT_TIMEOUT
+    handing_over = config.handover_grace > 0 and await rollcall.sweeper.start_handover(
+        config.handover_grace
+    )
+    if handing_over:
+        rollcall.connections.hand_over()
+    await disconnect_all(rollcall, drain)  # bounded by drain + DISCONNECT_TIMEOUT
     try:
-        async with asyncio.timeout(DISCONNECT_TIMEOUT - (loop.time() - started)):
+        async with asyncio.timeout(drain + DISCONNECT_TIMEOUT - (loop.time() - started)):
             await http_server.close_all_connections()
     except TimeoutError:
         log.warning(
-            "connections still open %.0f s after the signal; closing anyway", DISCONNECT_TIMEOUT
+            "connections still open %.0f s after the signal; closing anyway",
+            drain + DISCONNECT_TIMEOUT,
         )
     await loop_lag.stop()
     await rollcall.sweeper.stop()
     try:
-        async with asyncio.timeout(SHUTDOWN_TIMEOUT - (loop.time() - started)):
-            await rollcall.sweeper.retire()
+        async with asyncio.timeout(drain + SHUTDOWN_TIMEOUT - (loop.time() - started)):
+            if handing_over:
+                await rollcall.sweeper.end_handover()
+            else:
+                await rollcall.sweeper.retire()
             if rollcall.manager is not None:
                 await rollcall.manager.stop()
             await services.close()
     except TimeoutError:
-        log.warning("services still closing %.0f s after the signal; exiting", SHUTDOWN_TIMEOUT)
+        log.warning(
+            "services still closing %.0f s after the signal; exiting", drain + SHUTDOWN_TIMEOUT
+        )
     log.info("stopped")
 
 
@@ -297,7 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_level, config.log_format)
     setup_process()
-    run(config)
+    try:
+        run(config)
+    except CannotListen as exc:
+        log.error("%s", exc)
+        return EXIT_CANNOT_LISTEN
     return 0
 
 

@@ -25,6 +25,11 @@ so the keys always describe a connection that remains. The successor's lock is t
 waiting, for as long as the handover runs: its own leave can then never reach Redis first.
 Connections of the same person on other rollcall processes are not known here (docs/redis-keys.md).
 
+At a stop with a grace (`hand_over()`, called by server.py), a session the server closes keeps its
+presence instead: its fields and roster records stay, held by its sid, so that the client joining
+again on the next process (or on a peer) takes them over by the same compare rule, and whatever
+nobody takes over is swept once the grace has ended (handlers/healing.py).
+
 A leave that cannot reach Redis is kept (at most MAX_PENDING_LEAVES, the oldest dropped first) and
 retried by handlers/healing.py once Redis answers again, so its fields clear without waiting
 for a rejoin.
@@ -43,14 +48,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import metrics
+from protocol import Server
 from store.errors import StoreUnavailable
-from store.presence import Entry, Join, Leave, PresenceStore
+from store.presence import Entry, Join, Leave, PresenceStore, RosterEntry
 from store.reassertion import Reassertion
 
 log = logging.getLogger(__name__)
 
 OUTCOME_SUCCESS = "SUCCESS"
 OUTCOME_UNAVAILABLE = "UNAVAILABLE"
+#: a session the server closed at a stop that hands presence over: nothing was cleared
+OUTCOME_HANDED_OVER = "HANDED_OVER"
+#: the disconnect reason of a session the server closed (Server.close_sessions)
+CLOSED_BY_SERVER = Server.reason.SERVER_DISCONNECT
 REFUSED_CLOSING = "SHUTTING_DOWN"
 #: leaves kept for a retry while Redis is unreachable; beyond it the oldest are dropped (and
 #: counted): their fields then wait for a rejoin, or for the sweep once this process is gone
@@ -111,6 +121,10 @@ class Connections:
         self._idle = asyncio.Event()
         self._idle.set()
         self.closing = False
+        #: set by hand_over(): sessions the server closes keep their presence
+        self.handing_over = False
+        #: connections closed since then whose presence stayed for the grace
+        self.handed_over = 0
         #: leaves that could not reach Redis, oldest first, to retry
         self.pending: collections.deque[PendingLeave] = collections.deque()
         metrics.PENDING_LEAVES.track(self)
@@ -220,8 +234,17 @@ class Connections:
         )
         return True
 
+    def hand_over(self) -> None:
+        """A stop with a grace has begun: refuse every new socket, and from now on let each
+        session the server closes keep its presence (fields and roster records) for the client
+        to take over by joining again, on the next process or a peer. A client that leaves by
+        itself meanwhile still leaves."""
+        self.closing = True
+        self.handing_over = True
+
     async def disconnect(self, sid: str, reason: str) -> None:
-        """Disconnect handler: clear what the sid still holds, in one Redis round trip.
+        """Disconnect handler: clear what the sid still holds, in one Redis round trip (or, for
+        a session closed by a stop that hands presence over, leave it in place).
 
         The protocol layer has already taken the sid out of its rooms and dropped its session.
         Waits for a join of the sid in flight, so that what it writes is cleared too.
@@ -234,42 +257,64 @@ class Connections:
             self._unhold(entry, sid)
         self._disconnecting += 1
         self._idle.clear()
+        started = time.perf_counter()
         try:
-            await self._retire(record, reason)
+            if self.handing_over and reason == CLOSED_BY_SERVER:
+                outcome, cleared = await self._hand_over(record), 0
+            else:
+                outcome, cleared = await self._retire(record)
+            log.info(
+                "disconnect",
+                extra={
+                    "event": "disconnect",
+                    "sid": sid,
+                    "reason": reason,
+                    "lesson_id": record.lesson_id,
+                    "outcome": outcome,
+                    "cleared": cleared,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
         finally:
             self._disconnecting -= 1
             if not self._disconnecting:
                 self._idle.set()
 
-    async def _retire(self, record: Connection, reason: str) -> None:
+    async def _retire(self, record: Connection) -> tuple[str, int]:
+        """Clear what the sid holds (or hand it to its successors); the outcome and the number
+        of presence fields cleared."""
         sid = record.sid
-        started = time.perf_counter()
         async with record.lock:
             entries = tuple(record.held)
             record.held = frozenset()
-            cleared = 0
-            outcome = OUTCOME_SUCCESS
-            if entries:
+            if not entries:
+                return OUTCOME_SUCCESS, 0
+            try:
+                async with self.successors(sid, entries) as successors:
+                    return OUTCOME_SUCCESS, await self._presence.leave(
+                        Leave(sid, entries, successors)
+                    )
+            except StoreUnavailable as exc:
+                # Kept for retry_pending(); meanwhile the keys keep this sid.
+                self._keep(PendingLeave(sid, entries))
+                log.warning("presence of %s not cleared, kept to retry: %s", sid, exc)
+                return OUTCOME_UNAVAILABLE, 0
+
+    async def _hand_over(self, record: Connection) -> str:
+        """Leave what the sid holds as it is, held by it, for the grace of the stop: only note
+        in its roster records when its connection ended (the sweep stamps that time if nobody
+        takes them over). Without Redis the sweep stamps its own time instead."""
+        sid = record.sid
+        async with record.lock:  # a join in flight finishes first: what it wrote stays too
+            entries = tuple(record.held)
+            record.held = frozenset()
+            self.handed_over += 1
+            if any(isinstance(entry, RosterEntry) for entry in entries):
                 try:
-                    async with self.successors(sid, entries) as successors:
-                        cleared = await self._presence.leave(Leave(sid, entries, successors))
+                    await self._presence.hand_over(Leave(sid, entries))
                 except StoreUnavailable as exc:
-                    # Kept for retry_pending(); meanwhile the keys keep this sid.
-                    outcome = OUTCOME_UNAVAILABLE
-                    self._keep(PendingLeave(sid, entries))
-                    log.warning("presence of %s not cleared, kept to retry: %s", sid, exc)
-        log.info(
-            "disconnect",
-            extra={
-                "event": "disconnect",
-                "sid": sid,
-                "reason": reason,
-                "lesson_id": record.lesson_id,
-                "outcome": outcome,
-                "cleared": cleared,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+                    log.warning("end of %s not noted in its roster records: %s", sid, exc)
+            return OUTCOME_HANDED_OVER
 
     def _keep(self, leave: PendingLeave) -> None:
         if len(self.pending) >= MAX_PENDING_LEAVES:

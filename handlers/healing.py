@@ -16,6 +16,10 @@ One task, every `--liveness-interval` seconds:
 3. retry the leaves kept while Redis was unreachable (handlers/connections.py);
 4. find the registered processes whose liveness key has lapsed, claim each, and sweep it.
 
+At a stop with a grace (--handover-grace), the heartbeat ends and the liveness key is set to last
+for the grace instead: what the process's connections hold is swept only once the grace has
+ended, by the same sweep, unless their clients have joined again meanwhile.
+
 A join refused because this process was swept wakes the task at once.
 """
 
@@ -102,6 +106,50 @@ class Sweeper:
                 "process_id": result.process_id,
                 "ghosts": result.ghosts,
                 "cleared": result.fields,
+            },
+        )
+
+    async def start_handover(self, grace: float) -> bool:
+        """At a stop that hands presence over: stop the heartbeat and mark this process retiring
+        for `grace` seconds (store/liveness.py), so that nobody sweeps what its connections hold
+        before their clients have had that long to join again elsewhere. False, with a warning,
+        when it cannot (Redis does not answer, or a survivor swept this process): the caller then
+        clears presence at the stop, as without a grace."""
+        await self.stop()
+        process_id = self._liveness.process_id
+        try:
+            renewal = await self._liveness.mark_retiring(grace)
+        except StoreUnavailable as exc:
+            log.warning(
+                "process %s not marked retiring (%s); clearing presence at the stop instead",
+                process_id,
+                exc,
+            )
+            return False
+        if renewal is Renewal.SWEPT:
+            log.warning(
+                "process %s was swept by a survivor; clearing presence at the stop instead",
+                process_id,
+            )
+            return False
+        log.info(
+            "retiring",
+            extra={"event": "retiring", "process_id": process_id, "grace_s": grace},
+        )
+        return True
+
+    async def end_handover(self) -> None:
+        """Once every session is closed: retry the leaves kept while Redis was unreachable
+        (those clients left before the stop), and leave everything else to the sweep at the end
+        of the grace."""
+        pending = await self._connections.retry_pending()
+        log.info(
+            "handed over",
+            extra={
+                "event": "handover",
+                "process_id": self._liveness.process_id,
+                "connections": self._connections.handed_over,
+                "pending": pending,
             },
         )
 

@@ -360,10 +360,17 @@ class Server:
         """Close every Engine.IO session of this process (disconnect reason ``server
         disconnect``); each close runs the disconnect handlers of its sockets before it returns.
         A closed session, unlike a Socket.IO DISCONNECT, lets clients reconnect by themselves."""
+        await self.close_sessions(self.session_ids())
+
+    def session_ids(self) -> list[str]:
+        """The Engine.IO session ids open in this process, oldest first."""
+        return list(self.eio.sessions)
+
+    async def close_sessions(self, eio_sids: Iterable[str]) -> None:
+        """Close these Engine.IO sessions as :meth:`close_all` closes all of them (an id no
+        longer open is skipped): a shutdown closes them in batches."""
         reason = self.reason.SERVER_DISCONNECT
-        await asyncio.gather(
-            *(self.eio.close_session(eio_sid, reason) for eio_sid in list(self.eio.sessions))
-        )
+        await asyncio.gather(*(self.eio.close_session(eio_sid, reason) for eio_sid in eio_sids))
 
     def connection_counts(self) -> dict[str, int]:
         """Open Engine.IO sessions by transport, ``polling`` or ``websocket`` (a session that

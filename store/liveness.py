@@ -7,7 +7,9 @@ run as the presence fields (store/presence_lib.lua). A process whose liveness ke
 dead: a survivor claims it (only one does: store/claim.lua), then clears what its held record
 names, batch by batch, by the rule a disconnect follows (store/sweep.lua). The claim also stops
 the dead process from writing anything again, should it only have been frozen: its join script
-refuses, its renewal answers SWEPT, and it starts over under a new id.
+refuses, its renewal answers SWEPT, and it starts over under a new id. A process that stops and
+hands its presence over marks itself retiring: its liveness key then lasts for the grace, so that
+it is swept like a dead one only once its clients have had that long to join again elsewhere.
 
 The timing (how fast a crash heals) belongs to the caller, handlers/healing.py; this module is
 the Redis side only.
@@ -42,6 +44,8 @@ SWEEP_SCRIPT = Script.load("sweep.lua")
 SWEEP_BATCH = 500
 #: the error sweep.lua answers when its caller does not hold the claim
 NOT_CLAIMED_REPLY = "NOTCLAIMED"
+#: what the liveness key of a process that is handing its presence over says besides who it is
+RETIRING = "retiring"
 
 
 class Renewal(StrEnum):
@@ -120,6 +124,17 @@ class Liveness:
 
     async def renew(self) -> Renewal:
         """Keep this process alive and registered for another TTL, unless it has been swept."""
+        return await self._renew(self._ttl_ms, self._description)
+
+    async def mark_retiring(self, grace: float) -> Renewal:
+        """At a stop that hands presence over: keep this process alive for `grace` seconds from
+        now, its liveness key saying so, and never renew it again. Nobody sweeps what it holds
+        before the grace ends; then a survivor sweeps it as it would a dead process. Answers
+        SWEPT (and writes nothing) if a survivor has swept it already."""
+        description = f"{self._description}, {RETIRING} (grace {grace:g} s)"
+        return await self._renew(max(1, round(grace * 1000)), description)
+
+    async def _renew(self, ttl_ms: int, description: str) -> Renewal:
         process_id = self.process_id
         call = (
             "4",
@@ -128,8 +143,8 @@ class Liveness:
             self._presence.key(PROCESSES_KEY),
             self._key(HELD_KEY, process_id),
             process_id,
-            self._description,
-            str(self._ttl_ms),
+            description,
+            str(ttl_ms),
             str(RECORD_TTL),
         )
         (result,) = await self._presence.run_script(RENEW_SCRIPT, [call])

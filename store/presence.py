@@ -89,6 +89,7 @@ class Script:
 
 JOIN_SCRIPT = Script.load("join_lesson.lua")
 LEAVE_SCRIPT = Script.load("leave_lesson.lua")
+HAND_OVER_SCRIPT = Script.load("hand_over.lua")
 
 MODE_TEACHER = "teacher"
 MODE_PARTICIPANT = "participant"
@@ -315,6 +316,7 @@ class PresenceStore:
         self.swept = asyncio.Event()
         self._joins: Coalescer[Join, JoinOutcome] = Coalescer(self.join_many)
         self._leaves: Coalescer[Leave, int] = Coalescer(self.leave_many)
+        self._handovers: Coalescer[Leave, int] = Coalescer(self.hand_over_many)
 
     @property
     def roster_ttl(self) -> int:
@@ -405,6 +407,21 @@ class PresenceStore:
                 (str(len(keys) + 3), *book.keys, *keys, leave.sid, *book.argv, *argv)
             )
         return await self.run_script(LEAVE_SCRIPT, calls)
+
+    async def hand_over(self, leave: Leave) -> int:
+        """For a connection that a stopping process closed and hands over instead of leaving
+        (hand_over.lua): its fields stay, and each roster record it holds notes when it ended;
+        returns how many did. Batched with concurrent ones into one pipeline."""
+        return await self._handovers.submit(leave)
+
+    async def hand_over_many(self, leaves: Sequence[Leave]) -> list[int | Exception]:
+        """Run the hand-over script once per closed connection in one pipeline."""
+        calls = []
+        for leave in leaves:
+            rosters = [entry for entry in leave.entries if isinstance(entry, RosterEntry)]
+            keys, argv = self.entry_list(rosters)
+            calls.append((str(len(keys)), *keys, leave.sid, str(self._roster_ttl), *argv))
+        return await self.run_script(HAND_OVER_SCRIPT, calls)
 
     async def run_script(self, script: Script, calls: Sequence[tuple[str | int, ...]]) -> list:
         """EVALSHA `script` once per call in one pipeline: a result or an error for each.
@@ -550,5 +567,5 @@ class PresenceStore:
             raise StoreUnavailable(BACKEND, str(exc)) from exc
 
     async def close(self) -> None:
-        await asyncio.gather(self._joins.close(), self._leaves.close())
+        await asyncio.gather(self._joins.close(), self._leaves.close(), self._handovers.close())
         await self._redis.aclose()

@@ -124,7 +124,8 @@ end
 -- rollcall:roster:{lesson_id}, whose field {user_id} holds that participant's record as JSON:
 --   {"sid": the live connection holding it, '' once none does; "client_id": of the last join;
 --    "first": "last": Redis TIME in ms of the first join and of the last change; "joins": the
---    number of connections that joined}
+--    number of connections that joined; "ended": only while a stopping process hands the record
+--    over (hand_over.lua): when the connection holding it was closed}
 -- Redis's clock, not the caller's: every rollcall process (and the sweep of a dead one) stamps
 -- records with the same clock. Every change resets the key's TTL to `ttl` (seconds); `ttl` 0
 -- means the roster is off and nothing is written.
@@ -173,7 +174,7 @@ local function roster_join(key, user_id, client_id, sid, ttl)
     if record.sid ~= sid then
       record.joins = record.joins + 1
     end
-    record.sid, record.client_id, record.last = sid, client_id, now
+    record.sid, record.client_id, record.last, record.ended = sid, client_id, now, nil
   end
   roster_write(key, user_id, record, ttl)
   return true
@@ -181,7 +182,9 @@ end
 
 -- The end of `sid`'s hold on the record of `user_id`: compared and cleared like the presence
 -- fields (a record that a newer connection holds, or that is unreadable, is left alone), or handed
--- to `successor`. Returns 1 when the record changed, else 0.
+-- to `successor`. A record left without a successor is stamped with the time its connection
+-- ended when a stopping process noted it (roster_ended), else with now. Returns 1 when the record
+-- changed, else 0.
 local function roster_leave(key, user_id, sid, successor, ttl)
   if ttl <= 0 or sid == '' then
     return 0
@@ -190,7 +193,27 @@ local function roster_leave(key, user_id, sid, successor, ttl)
   if record == nil or record.sid ~= sid then
     return 0
   end
-  record.sid, record.last = successor, now_ms()
+  local left_at = now_ms()
+  if successor == '' and whole(record.ended) and record.ended <= left_at then
+    left_at = record.ended
+  end
+  record.sid, record.last, record.ended = successor, left_at, nil
+  roster_write(key, user_id, record, ttl)
+  return 1
+end
+
+-- A stopping process closed `sid`'s connection and hands its record over instead of leaving it
+-- (hand_over.lua): the record stays held by `sid`, present, and notes when the connection ended,
+-- for the sweep to stamp should nobody take it over. Returns 1 when the record changed, else 0.
+local function roster_ended(key, user_id, sid, ttl)
+  if ttl <= 0 or sid == '' then
+    return 0
+  end
+  local record = roster_record(key, user_id)
+  if record == nil or record.sid ~= sid then
+    return 0
+  end
+  record.ended = now_ms()
   roster_write(key, user_id, record, ttl)
   return 1
 end

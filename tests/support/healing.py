@@ -55,9 +55,10 @@ class Rollcall:
 
     @classmethod
     async def start(
-        cls, redis_url: str, database_url: str, secret: str, *flags: str
+        cls, redis_url: str, database_url: str, secret: str, *flags: str, port: int = 0
     ) -> Rollcall:
-        port = free_port()
+        """With `flags` besides the short liveness settings, on `port` (a free one if 0)."""
+        port = port or free_port()
         server = await ServerProcess.start(
             "--port", str(port), "--redis-url", redis_url, "--database-url", database_url,
             "--access-token-secret", secret, "--ping-interval", "0.3", "--ping-timeout", "0.5",

@@ -209,7 +209,7 @@ async def test_a_comeback_on_another_process_racing_the_sweep_keeps_its_new_sid(
 async def test_a_graceful_stop_leaves_no_record_to_sweep(
     lesson, redis_db, redis_url, database_url, secret
 ):
-    async with running(redis_url, database_url, secret, 1) as ((a,), _):
+    async with running(redis_url, database_url, secret, 1, "--handover-grace", "0") as ((a,), _):
         c1 = await raw_participant(a.url, "c1", secret)  # leaves no client task behind
         pid = a.process_id
         assert alive(redis_db, pid) and held(redis_db, pid)

@@ -1,5 +1,7 @@
-"""SIGTERM on a real server.py: every socket disconnected with its presence cleared, Mixpanel
-flushed, exit 0, all within server.SHUTDOWN_TIMEOUT."""
+"""SIGTERM on a real server.py with --handover-grace 0 (presence cleared at the stop, as before the
+handover; tests/integration/lifecycle/test_handover.py has the default): every socket
+disconnected with its presence cleared, Mixpanel flushed, exit 0, all within
+server.SHUTDOWN_TIMEOUT."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ async def test_sigterm_clears_every_presence_and_exits_0_in_time(
         "--port", str(port), "--redis-url", redis_url, "--database-url", database_url,
         "--access-token-secret", secret, "--mixpanel-token", MIXPANEL_TOKEN,
         "--mixpanel-events-url", mixpanel_url, "--ping-interval", "0.3", "--ping-timeout", "0.5",
+        "--handover-grace", "0",
     )
     node = await NodeClient.start()
     clients = [Client(url, "websocket"), Client(url, "polling")]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -257,7 +258,10 @@ def test_the_admin_token_is_not_in_the_config_repr() -> None:
     assert SECRET not in repr(parse_config(["--admin-token", SECRET], environ={}))
 
 
-def test_server_py_logs_json_lines_when_asked(redis_url: str, database_url: str) -> None:
+def test_server_py_logs_json_lines_when_asked(
+    redis_db: redis.Redis, redis_url: str, database_url: str
+) -> None:
+    # redis_db: an empty Redis, so that no record of an earlier test's process is swept first
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "server.py", "--port", str(port), "--log-format", "json",
@@ -277,6 +281,6 @@ def test_server_py_logs_json_lines_when_asked(redis_url: str, database_url: str)
         _, rest = proc.communicate(timeout=SERVER_EXIT_TIMEOUT)
     assert proc.returncode == 0
     messages = [json.loads(line)["message"] for line in rest.splitlines()]
-    # the process's liveness records are removed between the two
-    assert messages[-3:] == ["shutting down", "retired", "stopped"]
+    # it hands its presence over for the grace (--handover-grace) instead of clearing it
+    assert messages[-4:] == ["shutting down", "retiring", "handed over", "stopped"]
     assert SECRET not in rest
