@@ -32,6 +32,9 @@ EVERY_FLAG = (
     "--websocket-compression",
     "--liveness-ttl",
     "--liveness-interval",
+    "--handover-grace",
+    "--shutdown-drain",
+    "--reuse-port",
 )
 
 
@@ -115,6 +118,12 @@ def test_empty_optional_values_mean_off() -> None:
         ([], {"ROLLCALL_TRUSTED_PROXIES": "10.0.0.0/33"}, "--trusted-proxies"),
         (["--websocket-compression", "maybe"], {}, "--websocket-compression"),
         ([], {"ROLLCALL_WEBSOCKET_COMPRESSION": "2"}, "--websocket-compression"),
+        (["--handover-grace", "-1"], {}, "--handover-grace"),
+        ([], {"ROLLCALL_HANDOVER_GRACE": "half a minute"}, "--handover-grace"),
+        (["--shutdown-drain", "86401"], {}, "--shutdown-drain"),
+        # closing connections after the grace would let the sweep clear them meanwhile
+        (["--handover-grace", "5", "--shutdown-drain", "5"], {}, "--shutdown-drain"),
+        ([], {"ROLLCALL_REUSE_PORT": "sometimes"}, "--reuse-port"),
     ],
 )
 def test_invalid_value_exits_2_with_one_line_naming_the_flag(
@@ -154,6 +163,18 @@ def test_default_liveness_heals_a_crash_within_30_s() -> None:
     with room for the store timeout of a heartbeat that had to wait for Redis."""
     config = Config()
     assert config.liveness_ttl + config.liveness_interval + config.store_timeout < 30
+
+
+def test_handover_settings_come_from_flags_or_environment() -> None:
+    assert (Config().handover_grace, Config().shutdown_drain, Config().reuse_port) == (
+        30.0, 3.0, False
+    )
+    environ = {"ROLLCALL_HANDOVER_GRACE": "0", "ROLLCALL_SHUTDOWN_DRAIN": "8"}
+    config = parse_config(["--reuse-port"], environ=environ)
+    # a grace of 0 clears at the stop: any drain goes with it
+    assert (config.handover_grace, config.shutdown_drain, config.reuse_port) == (0.0, 8.0, True)
+    config = parse_config(["--handover-grace", "60", "--reuse-port", "off"], environ=environ)
+    assert (config.handover_grace, config.shutdown_drain, config.reuse_port) == (60.0, 8.0, False)
 
 
 def test_help_lists_every_flag_with_its_environment_variable() -> None:

@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aioredis
 from tornado.httpclient import AsyncHTTPClient
 
+from config import Config
 from server import SHUTDOWN_TIMEOUT
 from store.keys import ROSTER_KEY
 from store.roster import parse_roster
@@ -217,6 +218,7 @@ async def test_a_plain_restart_under_a_live_lesson_loses_nobody(
             rejoined_in = loop.time() - sigterm_at
         view = await roster_view(b.url)
         students, teachers = keys(redis_db)
+        ends = [event["at"] for event in classroom.of("disconnect")]
     finally:
         await classroom.close()
         await a.stop()
@@ -224,6 +226,9 @@ async def test_a_plain_restart_under_a_live_lesson_loses_nobody(
             await b.stop()
 
     assert rejoined_in < REJOINED_WITHIN
+    # closed in batches over the drain (31 sessions: 16 batches 0.1 s apart), not all at once
+    assert len(ends) == len(PARTICIPANTS) + 1
+    assert 1.0 <= max(ends) - min(ends) <= Config().shutdown_drain + HEARTBEAT_SLACK
     # nobody vanished from the keys, or was shown as left, in any sample
     assert len(sampler.samples) >= rejoined_in / SAMPLE_EVERY / 2
     assert sampler.gaps(set(PARTICIPANTS), {"t1"}) == []

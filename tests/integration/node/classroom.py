@@ -16,7 +16,7 @@ SUCCESS = {"status": "SUCCESS", "data": {}}
 
 class Classroom:
     """The class's Node process and what it reported: each member's successful joins (their
-    sids, in order), and every event line."""
+    sids, in order), and every event line (with `at`, the loop time it arrived)."""
 
     def __init__(self, proc: asyncio.subprocess.Process, names: list[str]) -> None:
         self._proc = proc
@@ -47,6 +47,7 @@ class Classroom:
         assert self._proc.stdout is not None
         async for line in self._proc.stdout:
             event = json.loads(line)
+            event["at"] = asyncio.get_running_loop().time()  # when it arrived here
             self.events.append(event)
             if event["type"] == "joined" and event["ack"] == SUCCESS:
                 self.joined[event["name"]].append(event["sid"])
