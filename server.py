@@ -286,6 +286,7 @@ async def serve(config: Config) -> None:
     started = loop.time()
     drain = config.shutdown_drain
     http_server.stop()
+    rollcall.sio.refuse_sessions()  # on HTTP connections kept alive: clients retry elsewhere
     handing_over = config.handover_grace > 0 and await rollcall.sweeper.start_handover(
         config.handover_grace
     )

@@ -198,6 +198,8 @@ class Server:
         self._clients: dict[str, _Client] = {}
         self._sockets: dict[str, _Socket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: False once refuse_sessions() was called (a shutdown)
+        self.accepting_sessions = True
 
     def _declare(self, namespace: str) -> None:
         if not namespace.startswith("/") or "," in namespace:
@@ -362,6 +364,12 @@ class Server:
         A closed session, unlike a Socket.IO DISCONNECT, lets clients reconnect by themselves."""
         await self.close_sessions(self.session_ids())
 
+    def refuse_sessions(self) -> None:
+        """Answer every new Engine.IO handshake with HTTP 401 from now on (a shutdown, on an
+        HTTP connection kept alive): the client's transport fails and it retries elsewhere or
+        later, whereas after a Socket.IO CONNECT refused, socket.io-client gives up."""
+        self.accepting_sessions = False
+
     def session_ids(self) -> list[str]:
         """The Engine.IO session ids open in this process, oldest first."""
         return list(self.eio.sessions)
@@ -409,7 +417,9 @@ class Server:
 
     # -- Engine.IO events ---------------------------------------------------------------------
 
-    def _on_engine_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+    def _on_engine_connect(self, eio_sid: str, environ: dict[str, Any]) -> bool:
+        if not self.accepting_sessions:
+            return False  # python-engineio answers the handshake 401 and forgets the session
         # a binary packet's attachments together: no larger than one message may be
         decoder = Decoder(self.max_attachments, self.eio.max_http_buffer_size)
         client = _Client(eio_sid, environ, decoder)
@@ -419,6 +429,7 @@ class Server:
         )
         # last: a session python-engineio refuses (if this raised) never takes its place
         self.eio.session_opened(eio_sid, environ)
+        return True
 
     def _connect_timed_out(self, client: _Client) -> None:
         client.connect_timer = None

@@ -528,3 +528,42 @@ async def test_a_port_taken_without_reuse_port_exits_1_with_one_line(
     [line] = err.decode().splitlines()
     assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
     assert registered(redis_db) == {a.process_id}  # it failed before registering itself
+
+
+async def fetch_on(stream: tuple[asyncio.StreamReader, asyncio.StreamWriter], path: str) -> int:
+    """GET `path` on an HTTP/1.1 connection kept alive (as browsers keep theirs); the status."""
+    reader, writer = stream
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: rollcall\r\n\r\n".encode())
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (header := await reader.readline()) != b"\r\n":
+        name, _, value = header.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_handshake_on_a_kept_alive_connection_during_the_drain_is_refused_to_retry(
+    enrolled, redis_db, redis_url, database_url, secret
+):
+    """The stopping process no longer listens, but an HTTP connection kept alive still reaches
+    it: a new Engine.IO session there answers 401, a transport error after which the client
+    retries (a Socket.IO CONNECT refused would make socket.io-client give up)."""
+    flags = (*ADMIN, "--shutdown-drain", "5", "--handover-grace", "10")
+    a = await Rollcall.start(redis_url, database_url, secret, *flags)
+    handshake = "/socket.io/?EIO=4&transport=polling"
+    classroom = await Classroom.start(a.url, lesson_members(secret, PARTICIPANTS))
+    stream = await asyncio.open_connection("127.0.0.1", int(a.url.rsplit(":", 1)[1]))
+    try:
+        await classroom.all_joined(1, within=20)
+        assert await fetch_on(stream, handshake) == 200
+        a.server.proc.send_signal(signal.SIGTERM)
+        await wait_for(lambda: a.lines_with("HANDED_OVER"), "the drain")
+        assert await fetch_on(stream, handshake) == 401
+        assert not a.lines_with("handed over")  # still draining
+    finally:
+        stream[1].close()
+        await classroom.close()
+        await a.stop()
