@@ -180,17 +180,26 @@ local function roster_join(key, user_id, client_id, sid, ttl)
   return true
 end
 
--- The end of `sid`'s hold on the record of `user_id`: compared and cleared like the presence
--- fields (a record that a newer connection holds, or that is unreadable, is left alone), or handed
--- to `successor`. A record left without a successor is stamped with the time its connection
--- ended when a stopping process noted it (roster_ended), else with now. Returns 1 when the record
--- changed, else 0.
-local function roster_leave(key, user_id, sid, successor, ttl)
+-- The record of `user_id` in `key` when the roster is on (`ttl` above 0) and `sid` holds it, else
+-- nil: a record that a newer connection holds, or that is unreadable, is left alone.
+local function record_held_by(key, user_id, sid, ttl)
   if ttl <= 0 or sid == '' then
-    return 0
+    return nil
   end
   local record = roster_record(key, user_id)
   if record == nil or record.sid ~= sid then
+    return nil
+  end
+  return record
+end
+
+-- The end of `sid`'s hold on the record of `user_id`: compared and cleared like the presence
+-- fields (record_held_by), or handed to `successor`. A record left without a successor is stamped
+-- with the time its connection ended when a stopping process noted it (roster_ended), else with
+-- now. Returns 1 when the record changed, else 0.
+local function roster_leave(key, user_id, sid, successor, ttl)
+  local record = record_held_by(key, user_id, sid, ttl)
+  if record == nil then
     return 0
   end
   local left_at = now_ms()
@@ -206,11 +215,8 @@ end
 -- (hand_over.lua): the record stays held by `sid`, present, and notes when the connection ended,
 -- for the sweep to stamp should nobody take it over. Returns 1 when the record changed, else 0.
 local function roster_ended(key, user_id, sid, ttl)
-  if ttl <= 0 or sid == '' then
-    return 0
-  end
-  local record = roster_record(key, user_id)
-  if record == nil or record.sid ~= sid then
+  local record = record_held_by(key, user_id, sid, ttl)
+  if record == nil then
     return 0
   end
   record.ended = now_ms()

@@ -39,6 +39,9 @@ DRAIN = ("--shutdown-drain", "0.5")
 #: what a loaded test machine may add to a heartbeat's period
 HEARTBEAT_SLACK = 1.0
 PARTICIPANTS = [f"u{n}" for n in range(1, SEATS + 1)]
+#: heartbeats no loaded machine misses (the tests' usual 0.3 s / 0.5 s would make clients
+#: reconnect now and then by themselves); a stop closes the sessions anyway
+STEADY_PINGS = ("--ping-interval", "5", "--ping-timeout", "10")
 
 
 @pytest.fixture
@@ -176,6 +179,10 @@ class FailoverRelay:
         sink.close()
 
 
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 async def terminate(process: Rollcall) -> None:
     """SIGTERM, and the exit 0 within the shutdown's bound."""
     process.server.proc.send_signal(signal.SIGTERM)
@@ -193,37 +200,67 @@ def on(db: redis.Redis, process: Rollcall, sids: dict[str, str]) -> bool:
     return set(sids.values()) <= set(held(db, process.process_id).values())
 
 
+class Deployment:
+    """The server.py processes of a test, with the same flags and, unless told otherwise, on
+    the same port (as a restart runs them), and the classes connected to them."""
+
+    def __init__(self, redis_url: str, database_url: str, secret: str, flags: tuple[str, ...]):
+        self._args = (redis_url, database_url, secret, *STEADY_PINGS, *flags)
+        self.port = free_port()
+        self.processes: list[Rollcall] = []
+        self.classrooms: list[Classroom] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls, redis_url: str, database_url: str, secret: str, *flags: str
+    ) -> AsyncIterator[Deployment]:
+        """Everything started is closed (classes) and killed (processes) at the end."""
+        deployment = cls(redis_url, database_url, secret, flags)
+        try:
+            yield deployment
+        finally:
+            for classroom in deployment.classrooms:
+                await classroom.close()
+            for process in deployment.processes:
+                await process.stop()
+
+    async def start(self, own_port: bool = False) -> Rollcall:
+        """A process on the deployment's port, or on a port of its own."""
+        process = await Rollcall.start(*self._args, port=0 if own_port else self.port)
+        self.processes.append(process)
+        return process
+
+    async def classroom(self, url: str, members: dict[str, dict], **opts: object) -> Classroom:
+        classroom = await Classroom.start(url, members, **opts)
+        self.classrooms.append(classroom)
+        return classroom
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_a_plain_restart_under_a_live_lesson_loses_nobody(
     enrolled, redis_db, redis_url, database_url, secret, mixpanel_url, mixpanel_events
 ):
     """SIGTERM, then the same command again, as `systemctl restart` does, with the default
     --handover-grace and --shutdown-drain."""
-    port = free_port()
     flags = (*ADMIN, "--mixpanel-token", MIXPANEL_TOKEN, "--mixpanel-events-url", mixpanel_url)
-    a = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-    b: Rollcall | None = None
-    classroom = await Classroom.start(a.url, lesson_members(secret, PARTICIPANTS))
-    try:
-        before = await classroom.all_joined(1, within=20)
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start()
+        classroom = await deployment.classroom(a.url, lesson_members(secret, PARTICIPANTS))
+        before = await classroom.all_joined(within=20)
         assert redis_db.hgetall(STUDENTS) == {user: before[user] for user in PARTICIPANTS}
         async with PresenceSampler.running(redis_url) as sampler:
             loop = asyncio.get_running_loop()
             sigterm_at = loop.time()
             await terminate(a)
-            b = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
+            b = await deployment.start()
             after = await classroom.all_joined(
-                2, within=REJOINED_WITHIN - (loop.time() - sigterm_at)
+                within=REJOINED_WITHIN - (loop.time() - sigterm_at), since=sigterm_at
             )
             rejoined_in = loop.time() - sigterm_at
         view = await roster_view(b.url)
         students, teachers = keys(redis_db)
-        ends = [event["at"] for event in classroom.of("disconnect")]
-    finally:
-        await classroom.close()
-        await a.stop()
-        if b is not None:
-            await b.stop()
+        ends = [event["at"] for event in classroom.of("disconnect") if event["at"] >= sigterm_at]
 
     assert rejoined_in < REJOINED_WITHIN
     # closed in batches over the drain (31 sessions: 16 batches 0.1 s apart), not all at once
@@ -255,34 +292,32 @@ async def test_a_plain_restart_under_a_live_lesson_loses_nobody(
 async def test_a_peer_takes_the_clients_over_and_the_sweep_after_the_grace_clears_nothing(
     enrolled, redis_db, redis_url, database_url, secret
 ):
-    grace = 3.0
-    flags = (*ADMIN, *DRAIN, "--handover-grace", str(grace))
-    a = await Rollcall.start(redis_url, database_url, secret, *flags)
-    b = await Rollcall.start(redis_url, database_url, secret, *flags)
+    flags = (*ADMIN, *DRAIN, "--handover-grace", "3")
     movers, stayers = PARTICIPANTS[:20], PARTICIPANTS[20:]
-    async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(b.stop)
-        stack.push_async_callback(a.stop)
-        relay = await stack.enter_async_context(FailoverRelay.open(a.url, b.url))
-        moving = await Classroom.start(relay.url, lesson_members(secret, movers))
-        stack.push_async_callback(moving.close)
-        staying = await Classroom.start(b.url, lesson_members(secret, stayers, teacher="t2"))
-        stack.push_async_callback(staying.close)
-        before = await moving.all_joined(1, within=20)
-        own = await staying.all_joined(1, within=20)
-        assert on(redis_db, a, before) and on(redis_db, b, own)
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start(own_port=True)
+        b = await deployment.start(own_port=True)
+        async with FailoverRelay.open(a.url, b.url) as relay:
+            moving = await deployment.classroom(relay.url, lesson_members(secret, movers))
+            staying = await deployment.classroom(
+                b.url, lesson_members(secret, stayers, teacher="t2")
+            )
+            before = await moving.all_joined(within=20)
+            own = await staying.all_joined(within=20)
+            assert on(redis_db, a, before) and on(redis_db, b, own)
 
-        async with PresenceSampler.running(redis_url) as sampler:
-            await terminate(a)
-            after = await moving.all_joined(2, within=REJOINED_WITHIN)
-            assert on(redis_db, b, after)
-            # the grace ends: b sweeps a, and finds nothing left to clear
-            await wait_for(lambda: swept(redis_db, a.process_id), "the sweep of a")
-        [line] = b.lines_with("swept dead process")
-        assert f"process_id={a.process_id}" in line and "ghosts=0" in line and "rosters=0" in line
-        view = await roster_view(b.url)
-        students, teachers = keys(redis_db)
+            async with PresenceSampler.running(redis_url) as sampler:
+                sigterm_at = now()
+                await terminate(a)
+                after = await moving.all_joined(within=REJOINED_WITHIN, since=sigterm_at)
+                assert on(redis_db, b, after)
+                # the grace ends: b sweeps a, and finds nothing left to clear
+                await wait_for(lambda: swept(redis_db, a.process_id), "the sweep of a")
+            [line] = b.lines_with("swept dead process")
+            view = await roster_view(b.url)
+            students, teachers = keys(redis_db)
 
+    assert f"process_id={a.process_id}" in line and "ghosts=0" in line and "rosters=0" in line
     assert sampler.gaps(set(PARTICIPANTS), {"t1", "t2"}) == []
     assert students == {
         **{user: after[user] for user in movers}, **{user: own[user] for user in stayers}
@@ -299,44 +334,40 @@ async def test_clients_that_never_come_back_are_swept_after_the_grace_and_shown_
 ):
     grace = 2.0
     flags = (*ADMIN, *DRAIN, "--handover-grace", str(grace))
-    a = await Rollcall.start(redis_url, database_url, secret, *flags)
-    b = await Rollcall.start(redis_url, database_url, secret, *flags)
     back, gone = PARTICIPANTS[:5], PARTICIPANTS[5:10]
-    async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(b.stop)
-        stack.push_async_callback(a.stop)
-        relay = await stack.enter_async_context(FailoverRelay.open(a.url, b.url))
-        returning = await Classroom.start(relay.url, lesson_members(secret, back))
-        stack.push_async_callback(returning.close)
-        leaving = await Classroom.start(
-            relay.url, lesson_members(secret, gone, teacher="t2"), reconnection=False
-        )
-        stack.push_async_callback(leaving.close)
-        await returning.all_joined(1, within=20)
-        await leaving.all_joined(1, within=20)
-        before = records(redis_db)
-
-        async with PresenceSampler.running(redis_url) as sampler:
-            loop = asyncio.get_running_loop()
-            sigterm_at, sigterm_ms = loop.time(), redis_ms(redis_db)
-            await terminate(a)
-            after = await returning.all_joined(2, within=REJOINED_WITHIN)
-            await wait_for(lambda: swept(redis_db, a.process_id), "the sweep of a")
-            cleared_at = await wait_for(
-                lambda: sampler.first_without({*gone, "t2"}, since=sigterm_at),
-                "a sample without those who never came back",
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start(own_port=True)
+        b = await deployment.start(own_port=True)
+        async with FailoverRelay.open(a.url, b.url) as relay:
+            returning = await deployment.classroom(relay.url, lesson_members(secret, back))
+            leaving = await deployment.classroom(
+                relay.url, lesson_members(secret, gone, teacher="t2"), reconnection=False
             )
-        view = await roster_view(b.url)
-        students, teachers = keys(redis_db)
-        left = records(redis_db)
+            await returning.all_joined(within=20)
+            await leaving.all_joined(within=20)
+            before = records(redis_db)
+
+            async with PresenceSampler.running(redis_url) as sampler:
+                loop = asyncio.get_running_loop()
+                sigterm_at, sigterm_ms = loop.time(), redis_ms(redis_db)
+                await terminate(a)
+                after = await returning.all_joined(within=REJOINED_WITHIN, since=sigterm_at)
+                await wait_for(lambda: swept(redis_db, a.process_id), "the sweep of a")
+                cleared_at = await wait_for(
+                    lambda: sampler.first_without({*gone, "t2"}, since=sigterm_at),
+                    "a sample without those who never came back",
+                )
+            view = await roster_view(b.url)
+            students, teachers = keys(redis_db)
+            left = records(redis_db)
+            [line] = b.lines_with("swept dead process")
+            client_keys = [redis_db.hget(user, "sid") for user in gone]
 
     # kept for the grace, then cleared within the grace and one heartbeat
     assert grace <= cleared_at - sigterm_at <= grace + INTERVAL + HEARTBEAT_SLACK
     assert students == {user: after[user] for user in back}
     assert teachers == {"t1": after["t1"]}
-    for user in gone:
-        assert redis_db.hget(user, "sid") == ""
-    [line] = b.lines_with("swept dead process")
+    assert client_keys == [""] * len(gone)
     assert "ghosts=6" in line and "rosters=5" in line
     # shown as left from when their connections ended (the drain), not from the sweep
     for user in gone:
@@ -352,24 +383,22 @@ async def test_clients_that_never_come_back_are_swept_after_the_grace_and_shown_
 async def test_a_sigkill_of_the_new_process_during_the_grace_heals_as_a_crash(
     enrolled, redis_db, redis_url, database_url, secret
 ):
-    port = free_port()
     flags = (*ADMIN, *DRAIN, "--handover-grace", "4")
     users = PARTICIPANTS[:10]
-    a = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-    processes = [a]
-    classroom = await Classroom.start(a.url, lesson_members(secret, users))
-    try:
-        await classroom.all_joined(1, within=20)
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start()
+        classroom = await deployment.classroom(a.url, lesson_members(secret, users))
+        await classroom.all_joined(within=20)
+        sigterm_at = now()
         await terminate(a)
-        b = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-        processes.append(b)
-        on_b = await classroom.all_joined(2, within=REJOINED_WITHIN)
+        b = await deployment.start()
+        on_b = await classroom.all_joined(within=REJOINED_WITHIN, since=sigterm_at)
         assert on(redis_db, b, on_b)
 
+        killed_at = now()
         await b.stop()  # SIGKILL, within a's grace
-        c = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-        processes.append(c)
-        on_c = await classroom.all_joined(3, within=REJOINED_WITHIN + 5)
+        c = await deployment.start()
+        on_c = await classroom.all_joined(within=REJOINED_WITHIN + 5, since=killed_at)
         await wait_for(
             lambda: swept(redis_db, a.process_id) and swept(redis_db, b.process_id),
             "the sweeps of a and b",
@@ -377,10 +406,6 @@ async def test_a_sigkill_of_the_new_process_during_the_grace_heals_as_a_crash(
         view = await roster_view(c.url)
         students, teachers = keys(redis_db)
         assert on(redis_db, c, on_c)
-    finally:
-        await classroom.close()
-        for process in processes:
-            await process.stop()
 
     assert students == {user: on_c[user] for user in users}
     assert teachers == {"t1": on_c["t1"]}
@@ -393,28 +418,22 @@ async def test_a_sigkill_of_the_new_process_during_the_grace_heals_as_a_crash(
 async def test_a_sigkill_of_the_stopping_process_during_its_drain_heals_too(
     enrolled, redis_db, redis_url, database_url, secret
 ):
-    port = free_port()
     # a grace longer than the restart takes on a loaded machine, as in production (30 s)
     flags = (*ADMIN, "--shutdown-drain", "3", "--handover-grace", "10")
-    a = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-    b: Rollcall | None = None
-    classroom = await Classroom.start(a.url, lesson_members(secret, PARTICIPANTS))
-    try:
-        await classroom.all_joined(1, within=20)
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start()
+        classroom = await deployment.classroom(a.url, lesson_members(secret, PARTICIPANTS))
+        await classroom.all_joined(within=20)
         async with PresenceSampler.running(redis_url) as sampler:
+            sigterm_at = now()
             a.server.proc.send_signal(signal.SIGTERM)
             await wait_for(lambda: a.lines_with("HANDED_OVER"), "the drain's first batch")
             await a.stop()  # SIGKILL, the drain half done
-            b = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-            after = await classroom.all_joined(2, within=REJOINED_WITHIN)
+            b = await deployment.start()
+            after = await classroom.all_joined(within=REJOINED_WITHIN, since=sigterm_at)
             await wait_for(lambda: swept(redis_db, a.process_id), "the sweep of a")
         view = await roster_view(b.url)
         students, _ = keys(redis_db)
-    finally:
-        await classroom.close()
-        await a.stop()
-        if b is not None:
-            await b.stop()
 
     assert a.lines_with("handed over") == []  # it never got that far
     assert sampler.gaps(set(PARTICIPANTS), {"t1"}) == []
@@ -428,25 +447,19 @@ async def test_handover_grace_0_clears_at_the_stop_as_before(
 ):
     """The same restart as the first test with --handover-grace 0: everyone vanishes from the
     keys and is shown left until they are back (what the handover is for)."""
-    port = free_port()
     flags = (*ADMIN, *DRAIN, "--handover-grace", "0")
     users = PARTICIPANTS[:10]
-    a = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-    b: Rollcall | None = None
-    classroom = await Classroom.start(a.url, lesson_members(secret, users))
-    try:
-        await classroom.all_joined(1, within=20)
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start()
+        classroom = await deployment.classroom(a.url, lesson_members(secret, users))
+        await classroom.all_joined(within=20)
         async with PresenceSampler.running(redis_url) as sampler:
+            sigterm_at = now()
             await terminate(a)
-            stopped_at = asyncio.get_running_loop().time()
-            b = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-            after = await classroom.all_joined(2, within=REJOINED_WITHIN)
+            stopped_at = now()
+            await deployment.start()
+            after = await classroom.all_joined(within=REJOINED_WITHIN, since=sigterm_at)
         students, _ = keys(redis_db)
-    finally:
-        await classroom.close()
-        await a.stop()
-        if b is not None:
-            await b.stop()
 
     gaps = dict(sampler.gaps(set(users), {"t1"}))
     everyone = sorted({*users, "t1"})
@@ -463,21 +476,14 @@ async def test_an_overlapping_start_with_reuse_port_refuses_no_connection(
     """The new process binds the same port while the old one still serves, then the old one
     stops: a prober opening a new HTTP connection every 20 ms is never refused, and the class
     (WebSocket only: the two processes share no sessions) moves over."""
-    port = free_port()
-    flags = (*ADMIN, *DRAIN, "--reuse-port")
-    a = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-    processes = [a]
-    classroom = await Classroom.start(
-        a.url, lesson_members(secret, PARTICIPANTS[:10]), transports=["websocket"]
-    )
     probes: list[int | str] = []
 
-    async def probe() -> None:
+    async def probe(url: str) -> None:
         http = AsyncHTTPClient(force_instance=True)
         try:
             while True:
                 try:
-                    response = await http.fetch(f"{a.url}/healthz", raise_error=False)
+                    response = await http.fetch(f"{url}/healthz", raise_error=False)
                     probes.append(response.code)
                 except OSError as exc:
                     probes.append(repr(exc))
@@ -485,24 +491,27 @@ async def test_an_overlapping_start_with_reuse_port_refuses_no_connection(
         finally:
             http.close()
 
-    prober = asyncio.ensure_future(probe())
-    try:
-        assert on(redis_db, a, await classroom.all_joined(1, within=20))
-        b = await Rollcall.start(redis_url, database_url, secret, *flags, port=port)
-        processes.append(b)
-        await terminate(a)
-        after = await classroom.all_joined(2, within=REJOINED_WITHIN)
-        count = len(probes)
-        await wait_for(lambda: len(probes) > count + 5, "probes after the stop")
+    flags = (*ADMIN, *DRAIN, "--reuse-port")
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start()
+        classroom = await deployment.classroom(
+            a.url, lesson_members(secret, PARTICIPANTS[:10]), transports=["websocket"]
+        )
+        prober = asyncio.ensure_future(probe(a.url))
+        try:
+            assert on(redis_db, a, await classroom.all_joined(within=20))
+            b = await deployment.start()
+            sigterm_at = now()
+            await terminate(a)
+            after = await classroom.all_joined(within=REJOINED_WITHIN, since=sigterm_at)
+            count = len(probes)
+            await wait_for(lambda: len(probes) > count + 5, "probes after the stop")
+        finally:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
         students, _ = keys(redis_db)
         assert on(redis_db, b, after)
-    finally:
-        prober.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await prober
-        await classroom.close()
-        for process in processes:
-            await process.stop()
 
     assert len(probes) > 20
     assert set(probes) == {200}, [p for p in probes if p != 200]
@@ -552,18 +561,17 @@ async def test_a_handshake_on_a_kept_alive_connection_during_the_drain_is_refuse
     it: a new Engine.IO session there answers 401, a transport error after which the client
     retries (a Socket.IO CONNECT refused would make socket.io-client give up)."""
     flags = (*ADMIN, "--shutdown-drain", "5", "--handover-grace", "10")
-    a = await Rollcall.start(redis_url, database_url, secret, *flags)
     handshake = "/socket.io/?EIO=4&transport=polling"
-    classroom = await Classroom.start(a.url, lesson_members(secret, PARTICIPANTS))
-    stream = await asyncio.open_connection("127.0.0.1", int(a.url.rsplit(":", 1)[1]))
-    try:
-        await classroom.all_joined(1, within=20)
-        assert await fetch_on(stream, handshake) == 200
-        a.server.proc.send_signal(signal.SIGTERM)
-        await wait_for(lambda: a.lines_with("HANDED_OVER"), "the drain")
-        assert await fetch_on(stream, handshake) == 401
-        assert not a.lines_with("handed over")  # still draining
-    finally:
-        stream[1].close()
-        await classroom.close()
-        await a.stop()
+    async with Deployment.running(redis_url, database_url, secret, *flags) as deployment:
+        a = await deployment.start()
+        classroom = await deployment.classroom(a.url, lesson_members(secret, PARTICIPANTS))
+        stream = await asyncio.open_connection("127.0.0.1", deployment.port)
+        try:
+            await classroom.all_joined(within=20)
+            assert await fetch_on(stream, handshake) == 200
+            a.server.proc.send_signal(signal.SIGTERM)
+            await wait_for(lambda: a.lines_with("HANDED_OVER"), "the drain")
+            assert await fetch_on(stream, handshake) == 401
+            assert not a.lines_with("handed over")  # still draining
+        finally:
+            stream[1].close()

@@ -21,8 +21,8 @@ class Classroom:
     def __init__(self, proc: asyncio.subprocess.Process, names: list[str]) -> None:
         self._proc = proc
         self.events: list[dict[str, Any]] = []
-        #: name -> the sid of each connection whose join succeeded, oldest first
-        self.joined: dict[str, list[str]] = {name: [] for name in names}
+        #: name -> (sid, loop time) of each connection whose join succeeded, oldest first
+        self.joined: dict[str, list[tuple[str, float]]] = {name: [] for name in names}
         self._changed = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read())
 
@@ -50,7 +50,7 @@ class Classroom:
             event["at"] = asyncio.get_running_loop().time()  # when it arrived here
             self.events.append(event)
             if event["type"] == "joined" and event["ack"] == SUCCESS:
-                self.joined[event["name"]].append(event["sid"])
+                self.joined[event["name"]].append((event["sid"], event["at"]))
             self._changed.set()
 
     def of(self, kind: str) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ class Classroom:
 
     def latest(self) -> dict[str, str]:
         """Each member's sid of its last successful join."""
-        return {name: sids[-1] for name, sids in self.joined.items() if sids}
+        return {name: joins[-1][0] for name, joins in self.joined.items() if joins}
 
     async def wait_until(self, check: Callable[[], bool], what: str, within: float) -> None:
         try:
@@ -71,12 +71,12 @@ class Classroom:
                 f"classroom: no {what} within {within:g} s; joins: {self.joined}"
             ) from None
 
-    async def all_joined(self, times: int, within: float) -> dict[str, str]:
-        """Wait until every member has joined `times` times (on as many connections); returns
-        their latest sids."""
+    async def all_joined(self, within: float, since: float = 0.0) -> dict[str, str]:
+        """Wait until every member has joined (on a connection of its own) at loop time
+        `since` or later; returns their latest sids."""
         await self.wait_until(
-            lambda: all(len(sids) >= times for sids in self.joined.values()),
-            f"join number {times} of every member",
+            lambda: all(joins and joins[-1][1] >= since for joins in self.joined.values()),
+            f"join of every member since {since:g}",
             within,
         )
         return self.latest()
