@@ -26,7 +26,14 @@ from tests.integration.healing.test_roster import ADMIN, ms, records, redis_ms, 
 from tests.integration.join_lesson.conftest import MIXPANEL_TOKEN
 from tests.integration.node.classroom import Classroom
 from tests.support import ROOT, SERVER_START_TIMEOUT, free_port
-from tests.support.healing import INTERVAL, Rollcall, held, registered, wait_for
+from tests.support.healing import (
+    INTERVAL,
+    RedisPartition,
+    Rollcall,
+    held,
+    registered,
+    wait_for,
+)
 from tests.support.joins import LESSON, SEATS, participant_token, request, teacher_request
 from tests.support.lessons import add_lesson
 
@@ -439,6 +446,39 @@ async def test_a_sigkill_of_the_stopping_process_during_its_drain_heals_too(
     assert sampler.gaps(set(PARTICIPANTS), {"t1"}) == []
     assert students == {user: after[user] for user in PARTICIPANTS}
     assert {row["status"] for row in view.values()} == {"present"}
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_stop_that_cannot_reach_redis_falls_back_and_heals_as_a_crash(
+    enrolled, redis_db, redis_url, database_url, secret
+):
+    """Redis unreachable at the SIGTERM: the retiring mark cannot be written, so the stop clears
+    as with --handover-grace 0 (which cannot reach Redis either), exits 0 in time, and what it
+    held is swept once its liveness lapses, by the process that follows."""
+    users = PARTICIPANTS[:5]
+    async with RedisPartition.open(redis_url) as partition:
+        flags = (*ADMIN, *DRAIN, "--store-timeout", "0.5")
+        async with Deployment.running(partition.url, database_url, secret, *flags) as deployment:
+            a = await deployment.start()
+            classroom = await deployment.classroom(a.url, lesson_members(secret, users))
+            await classroom.all_joined(within=20)
+            partition.cut()
+            started = now()
+            await terminate(a)
+            stopped_in = now() - started
+            partition.restore()
+            b = await deployment.start()
+            after = await classroom.all_joined(within=REJOINED_WITHIN, since=started)
+            await wait_for(lambda: swept(redis_db, a.process_id), "the sweep of a")
+            students, teachers = keys(redis_db)
+            assert on(redis_db, b, after)
+
+    assert stopped_in < SHUTDOWN_TIMEOUT + 0.5
+    [warning] = a.lines_with("not marked retiring")
+    assert "clearing presence at the stop instead" in warning
+    assert a.lines_with("handed over") == [] and a.lines_with("HANDED_OVER") == []
+    assert students == {user: after[user] for user in users}
+    assert teachers == {"t1": after["t1"]}
 
 
 @pytest.mark.gen_test(timeout=90)
