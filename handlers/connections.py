@@ -50,7 +50,7 @@ from typing import Any
 import metrics
 from protocol import Server
 from store.errors import StoreUnavailable
-from store.presence import Entry, Join, Leave, PresenceStore, RosterEntry
+from store.presence import Entry, Join, Leave, PresenceStore, is_record
 from store.reassertion import Reassertion
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ class Connections:
             entries = tuple(record.held)
             record.held = frozenset()
             self.handed_over += 1
-            if any(isinstance(entry, RosterEntry) for entry in entries):
+            if any(is_record(entry) for entry in entries):
                 try:
                     await self._presence.hand_over(Leave(sid, entries))
                 except StoreUnavailable as exc:

@@ -149,6 +149,12 @@ class ClaimEntry:
 Entry = TeacherEntry | ParticipantEntry | RosterEntry | ClaimEntry
 
 
+def is_record(entry: Entry) -> bool:
+    """Whether `entry` is a record like a roster record (a roster record or an unverified claim),
+    which the scripts keep and clear by the roster's rules."""
+    return isinstance(entry, RosterEntry | ClaimEntry)
+
+
 def held_field(entry: Entry) -> str:
     """The field naming `entry` in a held record: JSON `[kind, lesson_id, id]` (`[kind,
     lesson_id, user_id, client_id]` for a claim), unambiguous whatever the ids hold, and enough
@@ -418,8 +424,7 @@ class PresenceStore:
         """Run the hand-over script once per closed connection in one pipeline."""
         calls = []
         for leave in leaves:
-            rosters = [entry for entry in leave.entries if isinstance(entry, RosterEntry)]
-            keys, argv = self.entry_list(rosters)
+            keys, argv = self.entry_list([entry for entry in leave.entries if is_record(entry)])
             calls.append((str(len(keys)), *keys, leave.sid, str(self._roster_ttl), *argv))
         return await self.run_script(HAND_OVER_SCRIPT, calls)
 

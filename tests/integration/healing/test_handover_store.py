@@ -7,14 +7,23 @@ its own, as in test_liveness_store.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 import redis
 
-from store.keys import ALIVE_KEY, ROSTER_KEY
+from store.keys import ALIVE_KEY, ROSTER_KEY, UNVERIFIED_KEY
 from store.liveness import RETIRING, Claim, Renewal
-from store.presence import Leave, ParticipantEntry, PresenceStore, TeacherEntry, TeacherJoin
+from store.presence import (
+    ClaimEntry,
+    Leave,
+    ParticipantEntry,
+    PresenceStore,
+    TeacherEntry,
+    TeacherJoin,
+)
+from store.roster import claim_field
 from tests.integration.healing.test_liveness_store import (
     L1,
     SEATS,
@@ -129,3 +138,23 @@ async def test_hand_over_writes_nothing_with_the_roster_off_or_for_a_record_take
         # the older connection's note would misdate the newer one's record
         assert await store.hand_over(Leave("old", entries_of("c2"))) == 0
         assert "ended" not in raw_record(redis_db, "c2")
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_unverified_claim_is_noted_like_a_roster_record(
+    redis_db: redis.Redis, redis_url: str
+):
+    async with process(redis_url) as p:
+        store = store_of(p)
+        join = dataclasses.replace(participant(L1, "c3", "s3"), verified=False)
+        await store.join(join)
+        presence, claim = join.entries
+        assert isinstance(claim, ClaimEntry)
+
+        assert await store.hand_over(Leave("s3", (presence, claim))) == 1
+
+        key = UNVERIFIED_KEY.format(lesson_id=L1)
+        record = json.loads(redis_db.hget(key, claim_field(user("c3"), "c3")))
+        assert (record["sid"], "ended" in record) == ("s3", True)
+        assert not redis_db.hexists(ROSTER, user("c3"))  # the user's own record is untouched
+
