@@ -189,7 +189,8 @@ async def close_sessions(sio: Server, connections: Connections, drain: float = 0
         async with asyncio.timeout(drain + DISCONNECT_TIMEOUT):
             first = loop.time()
             for n, batch in enumerate(drain_batches(sio.session_ids(), drain)):
-                await asyncio.sleep(first + n * DRAIN_STEP - loop.time())
+                if n:
+                    await asyncio.sleep(first + n * DRAIN_STEP - loop.time())
                 # each runs the disconnect handlers of its sockets; the next batch goes on time
                 closing.append(asyncio.ensure_future(sio.close_sessions(batch)))
             closing.append(asyncio.ensure_future(sio.close_sessions(sio.session_ids())))
