@@ -190,11 +190,15 @@ def now() -> float:
     return asyncio.get_running_loop().time()
 
 
-async def terminate(process: Rollcall) -> None:
-    """SIGTERM, and the exit 0 within the shutdown's bound."""
+async def terminate(process: Rollcall, drain: float = 0.5) -> None:
+    """SIGTERM, and the exit 0 within the shutdown's bound (`drain`: its --shutdown-drain)."""
     process.server.proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(SHUTDOWN_TIMEOUT + 1):
-        assert await process.server.proc.wait() == 0, process.output.decode()
+    try:
+        async with asyncio.timeout(drain + SHUTDOWN_TIMEOUT + HEARTBEAT_SLACK):
+            returncode = await process.server.proc.wait()
+    except TimeoutError:
+        raise AssertionError(f"no exit in time:\n{process.output.decode()}") from None
+    assert returncode == 0, process.output.decode()
 
 
 def keys(db: redis.Redis) -> tuple[dict[str, str], dict[str, str]]:
@@ -259,7 +263,7 @@ async def test_a_plain_restart_under_a_live_lesson_loses_nobody(
         async with PresenceSampler.running(redis_url) as sampler:
             loop = asyncio.get_running_loop()
             sigterm_at = loop.time()
-            await terminate(a)
+            await terminate(a, drain=Config().shutdown_drain)
             b = await deployment.start()
             after = await classroom.all_joined(
                 within=REJOINED_WITHIN - (loop.time() - sigterm_at), since=sigterm_at
