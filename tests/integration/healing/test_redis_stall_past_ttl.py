@@ -61,7 +61,9 @@ async def test_two_processes_outlive_a_redis_stall_longer_than_the_liveness_ttl(
             for process, participant in participants.items():
                 assert process.process_id == ids[process]
                 assert alive(redis_db, process.process_id)
-                assert not process.lines_with("swept") and not process.lines_with("starts over")
+                # neither swept another nor was swept (a lapse it noticed itself may be logged)
+                for event in ("swept dead process", "was swept by a survivor", "starts over"):
+                    assert not process.lines_with(event), event
                 assert await scrape(process.url, "rollcall_processes_swept_total") == 0
                 # its participant stayed connected and joined once; its entries are held
                 assert len(participant.sids) == 1 and participant.sid == participant.sids[0]
