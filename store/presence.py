@@ -48,6 +48,10 @@ from store.keys import (
 from store.roster import ROSTER_TTL, claim_field
 
 BACKEND = "redis"
+#: Redis connections the presence client holds at most. redis-py 8's pool refuses a call past
+#: its limit at once ("Too many connections"): a whole school closing at once put more batches
+#: in flight than that and most of their leaves failed, so calls wait in available() instead.
+MAX_CONNECTIONS = 100
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
 #: seconds the held records and the registry of processes outlive their last write: what a
 #: dead process held can be swept for this long after it died
@@ -315,6 +319,8 @@ class PresenceStore:
         self._timeout = timeout
         self._prefix = key_prefix
         self._roster_ttl = roster_ttl
+        #: one permit per pooled connection: see MAX_CONNECTIONS
+        self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
         self._bookkeeping = Bookkeeping("", ("", "", ""), ("", "", ""))
         #: whose held record the scripts keep; store/liveness.py renews it and replaces it
         self.process_id = new_process_id()
@@ -355,6 +361,7 @@ class PresenceStore:
             # pipeline included) by `timeout`; a socket_timeout too would enter a timeout of its
             # own for each reply of a pipeline, ~2 us a join for nothing.
             socket_connect_timeout=timeout,
+            max_connections=MAX_CONNECTIONS,
             # No retries: an outage must answer UNAVAILABLE within `timeout`, and a retried
             # pipeline could run a join's script twice. Stale pooled connections are replaced
             # when they are checked out.
@@ -561,10 +568,11 @@ class PresenceStore:
 
     @contextlib.asynccontextmanager
     async def available(self) -> AsyncIterator[None]:
-        """Turns a Redis that does not answer in time, or refuses, into StoreUnavailable."""
+        """Turns a Redis that does not answer in time, or refuses, into StoreUnavailable; the
+        wait for a free connection counts in the time. Calls do not nest: each holds one."""
         try:
             with metrics.store_call(BACKEND):
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._timeout), self._connections:
                     yield
         except TimeoutError:
             raise StoreUnavailable(BACKEND, "timed out") from None

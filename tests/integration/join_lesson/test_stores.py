@@ -7,9 +7,11 @@ import asyncio
 import pytest
 from redis.exceptions import ResponseError
 
+from store.coalesce import DEFAULT_MAX_SIZE
 from store.errors import StoreUnavailable
 from store.lessons import Enrolment, LessonSeat, LessonStore
 from store.presence import (
+    MAX_CONNECTIONS,
     JoinOutcome,
     ParticipantJoin,
     PresenceStore,
@@ -126,3 +128,19 @@ async def test_an_outage_fails_every_join_of_the_batch_quickly(presence, redis_o
 
     assert all(isinstance(result, StoreUnavailable) for result in results)
     assert asyncio.get_running_loop().time() - started < TIMEOUT
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_burst_past_the_pool_waits_for_connections_instead_of_failing(presence, redis_db):
+    """A whole school joining (or closing) at once puts more batches in flight than the client
+    may hold connections; redis-py refuses a call past its pool's limit at once ("Too many
+    connections"), so without a wait every batch past it failed."""
+    burst = (MAX_CONNECTIONS + 1) * DEFAULT_MAX_SIZE
+    joins = [
+        ParticipantJoin("burst", 0, f"sid-{i}", f"c{i}", "student", f"u{i}") for i in range(burst)
+    ]
+
+    outcomes = await asyncio.gather(*(presence.join(join) for join in joins))
+
+    assert outcomes == [JoinOutcome(seat_map_created=False, reconnect=False)] * burst
+    assert redis_db.hlen("lesson_student_burst") == burst
