@@ -34,6 +34,7 @@ from store.lessons import LessonStore
 from store.liveness import Liveness
 from store.presence import PresenceStore
 from tracking import Tracker
+from web import openfiles
 from web.proxies import ProxiedHTTPServer
 from web.roll_call import PresenceReader
 
@@ -112,6 +113,7 @@ def build(config: Config, services: Services) -> Rollcall:
         "cors_allowed_origins": config.cors_allowed_origins,
         "connect_timeout": config.connect_timeout,
         "max_connections_per_ip": config.max_connections_per_ip,
+        "max_connections": openfiles.connection_cap(config.max_connections),
         "max_session_output": config.max_session_output,
         "websocket_compression": config.websocket_compression,
     }
@@ -296,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_level, config.log_format)
     setup_process()
+    openfiles.raise_open_file_limit(config.max_connections)
     run(config)
     return 0
 

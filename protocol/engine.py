@@ -29,6 +29,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import tornado as eio_tornado
 from engineio.async_socket import AsyncSocket
 
+from .admission import Admission
 from .queues import LeanQueue
 from .sessions import (
     ENGINEIO_SERIES,
@@ -60,6 +61,7 @@ BINARY_PREFIX = "b"
 WEBSOCKET = "websocket"
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
+HTTP_SERVICE_UNAVAILABLE = 503
 # RFC 6455 close codes
 WS_PROTOCOL_ERROR = 1002
 WS_POLICY_VIOLATION = 1008
@@ -148,7 +150,8 @@ class EngineServer(engineio.AsyncServer):
     """python-engineio's server with the boundary fixes; always ``async_mode='tornado'``.
 
     ``max_connections_per_ip``: open sessions one client address may hold (UNLIMITED: no
-    limit); a handshake over it is refused with HTTP 429. ``max_session_output``: bytes one
+    limit); a handshake over it is refused with HTTP 429. ``max_connections``: the same over all
+    addresses (protocol/admission.py), refused with HTTP 503. ``max_session_output``: bytes one
     session may have queued for its client before it is closed (None: OUTPUT_LIMIT_PAYLOADS
     times ``max_http_buffer_size``). ``websocket_compression``: negotiate permessage-deflate
     with a WebSocket client that offers it (off by default: see ``get_compression_options``).
@@ -157,6 +160,7 @@ class EngineServer(engineio.AsyncServer):
     def __init__(
         self,
         max_connections_per_ip: int = UNLIMITED,
+        max_connections: int = UNLIMITED,
         max_session_output: int | None = None,
         websocket_compression: bool = False,
         **options: Any,
@@ -173,6 +177,7 @@ class EngineServer(engineio.AsyncServer):
         #: Engine.IO sids with a long-polling GET in flight (at most one each).
         self.polling: set[str] = set()
         self.max_connections_per_ip = max_connections_per_ip
+        self.admission = Admission(max_connections)
         self.max_session_output = (
             max_session_output
             if max_session_output is not None
@@ -209,10 +214,12 @@ class EngineServer(engineio.AsyncServer):
         if limit != UNLIMITED and count >= limit:
             return False
         self._per_address[address] = count + 1
+        self.admission.opened()
         return True
 
     def release(self, address: str) -> None:
         """Give back a place taken by ``reserve``."""
+        self.admission.closed()
         left = self._per_address[address] - 1
         if left:
             self._per_address[address] = left
@@ -231,6 +238,7 @@ class EngineServer(engineio.AsyncServer):
         if address is None:  # not served by engine_handler: count it now
             address = handler.request.remote_ip
             self._per_address[address] = self._per_address.get(address, 0) + 1
+            self.admission.opened()
         self._addresses[sid] = address
         socket = self.sockets.get(sid)
         if socket is not None:
@@ -525,6 +533,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 if (transport == WEBSOCKET) != _is_upgrade(request.headers):
                     return self._refuse("Invalid websocket upgrade")
                 if sid is None:
+                    if not eio.admission.admit():
+                        self.set_header("Connection", "close")  # its descriptor back at once
+                        return self._refuse("Server at capacity", HTTP_SERVICE_UNAVAILABLE)
                     if not eio.reserve(request.remote_ip):
                         return self._refuse("Too many connections from this address",
                                             HTTP_TOO_MANY_REQUESTS)

@@ -11,6 +11,8 @@ from typing import Any
 import tornado.httpserver
 import tornado.httputil
 
+from web.accept import AcceptBackoff
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -30,9 +32,10 @@ class TrustedProxies:
         return any(ip in network for network in self.networks)
 
 
-class ProxiedHTTPServer(tornado.httpserver.HTTPServer):
+class ProxiedHTTPServer(AcceptBackoff, tornado.httpserver.HTTPServer):
     """Tornado's HTTP server, taking the client address (and scheme) from the forwarding
-    headers only on connections whose peer is a trusted proxy.
+    headers only on connections whose peer is a trusted proxy (and pausing its accepts when out
+    of file descriptors: web/accept.py).
 
     Tornado reads its ``xheaders`` setting once per request, when the request starts; it is set
     there for that connection's peer.

@@ -1,0 +1,45 @@
+"""The process-wide cap on Engine.IO connections (``max_connections``).
+
+Every open connection costs the process a file descriptor, and the kernel's open-file limit
+is a wall: past it ``accept()`` fails and the process can neither answer a new client nor open a
+socket to Redis. The cap sits below that wall, so that a storm of devices is answered at once
+with HTTP 503 (a WebSocket before its 101) while the connections already held, and the store
+pools, keep working.
+
+A place is what the per-address limit counts too: an open session, or a handshake in progress
+(the engine's ``reserve`` takes one, its session keeps it, its end gives it back).
+"""
+
+from __future__ import annotations
+
+UNLIMITED = 0
+
+
+class Admission:
+    """Counts the places taken and refuses a new one once ``limit`` are (UNLIMITED: never)."""
+
+    __slots__ = ("limit", "refused", "taken")
+
+    def __init__(self, limit: int = UNLIMITED) -> None:
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        self.limit = limit
+        #: places held: open sessions and handshakes in progress
+        self.taken = 0
+        #: handshakes refused because every place was taken
+        self.refused = 0
+
+    def admit(self) -> bool:
+        """Whether a new handshake may take a place; a refusal is counted."""
+        if self.limit != UNLIMITED and self.taken >= self.limit:
+            self.refused += 1
+            return False
+        return True
+
+    def opened(self) -> None:
+        """One place more is held."""
+        self.taken += 1
+
+    def closed(self) -> None:
+        """One place is given back."""
+        self.taken -= 1
