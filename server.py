@@ -154,6 +154,7 @@ def build(config: Config, services: Services) -> Rollcall:
             ),
         ],
         websocket_max_message_size=config.max_payload,
+        log_function=web.log_request,
     )
     return Rollcall(app, sio, connections, sweeper, manager)
 

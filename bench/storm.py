@@ -13,7 +13,8 @@ Measured for each server, in the same run:
   ceiling   bench/servers/ceiling_ws.py, a bare Tornado WebSocket speaking just enough Engine.IO.
 Figures: joins/s (joined devices over the time from the first connect to the last ack),
 connect-to-ack p50/p99, devices refused (HTTP 503) and how fast, devices dropped while held,
-RSS per connection (after the hold less before the storm, over the devices joined), the
+RSS per connection (after the hold less before the storm, over the devices joined), the server's CPU
+time per device over the storm (steadier than joins/s on a shared machine), the
 presence keys of every device checked in Redis (its `{client_id}` hash and its field of
 `lesson_student_{lesson_id}` both naming its sid), the server's CPU over the hold, and for ours
 /healthz probed every PROBE_INTERVAL throughout and the error lines of its log.
@@ -202,6 +203,7 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
         time.sleep(1.0)  # the warm-up's disconnects done before the baseline
         rss_before = rss_bytes(proc.pid)
         prober = Prober(port) if name == "ours" else None
+        cpu_start = process_cpu_seconds(proc.pid)
         workers = start_workers(port, 0, args.devices, net, args.hold, args)
         try:
             joined = [worker.next("joined") for worker in workers]
@@ -221,9 +223,10 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
     refused = [ms for record in joined for ms in record["refused_ms"]]
     count = len(acks)
     span = max(r["last_ack"] for r in joined) - min(r["started"] for r in joined)
-    hold_cpu = None
-    if cpu_joined is not None and cpu_held is not None:
+    hold_cpu = join_cpu = None
+    if cpu_start is not None and cpu_joined is not None and cpu_held is not None:
         hold_cpu = (cpu_held - cpu_joined) / (wall_held - wall_joined)
+        join_cpu = (cpu_joined - cpu_start) / max(count + len(refused), 1)
     return {
         "server": name, "devices": args.devices, "joined": count, "refused": len(refused),
         "failures": sum(r["failures"] for r in joined),
@@ -239,6 +242,7 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
         "rss_after_mib": round(rss_after / KIB / KIB, 1),
         "rss_per_connection_kib": round((rss_after - rss_before) / max(count, 1) / KIB, 2),
         "cpu_during_hold": None if hold_cpu is None else round(hold_cpu, 3),
+        "cpu_ms_per_device": None if join_cpu is None else round(join_cpu * 1000, 3),
         "healthz": probes,
         "log_lines": len(lines), "error_log_lines": sum(bool(ERROR_LINE.search(line))
                                                         for line in lines),
@@ -259,13 +263,15 @@ def readable(results: Sequence[dict[str, Any]]) -> str:
             ms(r["ack_p99_ms"]), str(r["dropped"]),
             "-" if r["presence_missing"] is None else str(r["presence_missing"]),
             f"{r['rss_per_connection_kib']}",
+            "-" if r["cpu_ms_per_device"] is None else f"{r['cpu_ms_per_device']:.2f}",
             "-" if r["cpu_during_hold"] is None else f"{r['cpu_during_hold']:.0%}",
             "-" if probes is None else f"{probes['slow']}+{probes['unanswered']}/"
                                         f"{probes['probes']}, max {probes['max_ms']}",
             str(r["error_log_lines"])])
     return harness.table(["server", "joined", "refused", "joins/s", "all in s", "p50 ms",
                           "p99 ms", "dropped", "presence missing", "KiB/conn",
-                          "CPU in hold", "/healthz >1 s (+none)/probes", "error lines"], rows)
+                          "CPU ms/device", "CPU in hold", "/healthz >1 s (+none)/probes",
+                          "error lines"], rows)
 
 
 def ratios(results: Sequence[dict[str, Any]]) -> str:

@@ -12,15 +12,26 @@ A place is what the per-address limit counts too: an open session, or a handshak
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 UNLIMITED = 0
+#: at most one WARNING about refused handshakes per this many seconds
+REPORT_INTERVAL = 10.0
+
+_log = logging.getLogger(__name__)
 
 
 class Admission:
-    """Counts the places taken and refuses a new one once ``limit`` are (UNLIMITED: never)."""
+    """Counts the places taken and refuses a new one once ``limit`` are (UNLIMITED: never).
 
-    __slots__ = ("limit", "refused", "taken")
+    Refusals are logged as one WARNING per REPORT_INTERVAL with their count, not one line each:
+    a storm past the limit is thousands of them."""
 
-    def __init__(self, limit: int = UNLIMITED) -> None:
+    __slots__ = ("_clock", "_next_report", "_unreported", "limit", "refused", "taken")
+
+    def __init__(self, limit: int = UNLIMITED, clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 0:
             raise ValueError("limit must be >= 0")
         self.limit = limit
@@ -28,11 +39,21 @@ class Admission:
         self.taken = 0
         #: handshakes refused because every place was taken
         self.refused = 0
+        self._clock = clock
+        self._unreported = 0
+        self._next_report = 0.0
 
     def admit(self) -> bool:
         """Whether a new handshake may take a place; a refusal is counted."""
         if self.limit != UNLIMITED and self.taken >= self.limit:
             self.refused += 1
+            self._unreported += 1
+            now = self._clock()
+            if now >= self._next_report:
+                _log.warning("refused %d handshakes with HTTP 503: %d connections open "
+                             "(max_connections)", self._unreported, self.taken)
+                self._unreported = 0
+                self._next_report = now + REPORT_INTERVAL
             return False
         return True
 

@@ -40,6 +40,10 @@ FIRST_PAUSE = 0.01
 MAX_PAUSE = 1.0
 #: at most one WARNING about failed accepts per this many seconds
 REPORT_INTERVAL = 10.0
+#: connections the kernel queues for accept() (Tornado listens with 128; Linux caps it at
+#: net.core.somaxconn): with 500 handshakes in flight, 128 overflowed, and each SYN dropped was
+#: retried by the client a second later, a second added to its connect (issue 26)
+LISTEN_BACKLOG = 4096
 #: connections accepted per wake-up at most, so that a burst cannot starve the held ones
 #: (Tornado's own figure: its default listen backlog)
 ACCEPT_BATCH = 128
@@ -149,8 +153,9 @@ class Acceptor:
 
 
 class AcceptBackoff:
-    """A ``tornado.tcpserver.TCPServer`` mix-in: its listening sockets are served by an
-    ``Acceptor`` instead of ``tornado.netutil.add_accept_handler``; ``stop()`` works as before."""
+    """A ``tornado.tcpserver.TCPServer`` mix-in: its listening sockets queue LISTEN_BACKLOG
+    connections and are served by an ``Acceptor`` instead of
+    ``tornado.netutil.add_accept_handler``; ``stop()`` works as before."""
 
     _sockets: dict[int, socket.socket]
     _handlers: dict[int, Callable[[], None]]
@@ -158,6 +163,7 @@ class AcceptBackoff:
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         for sock in sockets:
+            sock.listen(LISTEN_BACKLOG)  # on a listening socket, sets its queue's length
             acceptor = Acceptor(sock, self._handle_connection)
             acceptor.start()
             self._sockets[sock.fileno()] = sock

@@ -15,12 +15,15 @@ import asyncio
 import itertools
 import json
 
+import tornado.httpserver
 import tornado.web
 import tornado.websocket
-from common import parse_args, serve
+from common import parse_args, until_signal
 
 PING_INTERVAL = 25.0
 PING_TIMEOUT = 20.0
+#: rollcall's listen backlog (web/accept.py), so that both queue the same SYNs
+LISTEN_BACKLOG = 4096
 SUCCESS_ACK = '[{"status":"SUCCESS","data":{}}]'
 _ids = itertools.count()
 _open: set[CeilingSocket] = set()
@@ -72,7 +75,11 @@ def ping_all() -> None:
 
 async def main(port: int) -> None:
     asyncio.get_running_loop().call_later(PING_INTERVAL, ping_all)
-    await serve(tornado.web.Application([(r"/socket.io/", CeilingSocket)]), port)
+    server = tornado.httpserver.HTTPServer(
+        tornado.web.Application([(r"/socket.io/", CeilingSocket)]))
+    server.listen(port, "127.0.0.1", backlog=LISTEN_BACKLOG)
+    await until_signal()
+    server.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ counted in /metrics, while the connections held go on; a place frees when a sess
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import socketio
@@ -11,6 +12,7 @@ import tornado.httpclient
 
 import metrics
 from config import Config, parse_config
+from protocol.admission import REPORT_INTERVAL, Admission
 from tests.support.peers import SUCCESS, connect, join, open_peer, session_closed, teacher, until
 
 CAPACITY = 3
@@ -33,6 +35,31 @@ def test_the_flag_parses_and_refuses_bad_values(capsys) -> None:
         assert "--max-connections" in capsys.readouterr().err
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_refusals_are_logged_once_per_interval_with_their_count(caplog) -> None:
+    clock = Clock()
+    admission = Admission(1, clock=clock)
+    admission.opened()
+    with caplog.at_level(logging.WARNING, logger="protocol.admission"):
+        for _ in range(5):
+            assert not admission.admit()
+        clock.now += REPORT_INTERVAL
+        for _ in range(3):
+            assert not admission.admit()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "refused 1 handshakes with HTTP 503", "refused 5 handshakes with HTTP 503"]
+    assert admission.refused == 8
+    admission.closed()
+    assert admission.admit()
+
+
 class TestMaxConnections:
     @pytest.fixture
     def config(self, config: Config) -> Config:
@@ -40,8 +67,9 @@ class TestMaxConnections:
 
     @pytest.mark.gen_test(timeout=20)
     async def test_past_it_raw_handshakes_get_503_and_the_held_go_on(
-        self, url, lesson, sio
+        self, url, lesson, sio, caplog
     ) -> None:
+        caplog.set_level(logging.INFO)
         held = [await open_peer(url, t) for t in ("websocket", "polling", "websocket")]
         before = refused()
         for transport in ("polling", "websocket"):
@@ -51,6 +79,11 @@ class TestMaxConnections:
             assert info.value.response.headers["Connection"] == "close"
         assert refused() == before + 2
         assert sio.eio.admission.taken == CAPACITY
+        # one WARNING for the storm; a 503 (and a 101) per device is not an access-log line
+        warnings = [r for r in caplog.records if r.name == "protocol.admission"]
+        assert [r.levelno for r in warnings] == [logging.WARNING]
+        access = [r.getMessage().split()[0] for r in caplog.records if r.name == "tornado.access"]
+        assert access == ["200"]  # the polling handshake
         await connect(held[0])
         assert await join(held[0], teacher()) == SUCCESS
         # a session that ends gives its place to the next handshake
