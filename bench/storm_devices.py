@@ -200,9 +200,11 @@ async def device(k: int, index: int, args: argparse.Namespace, run: Run, request
         except (OSError, TimeoutError) as error:
             if transport is not None:
                 transport.close()
-            if not done.done():
+            # the timeout cancelled `done` itself: cancelled is not settled
+            if done.cancelled() or not done.done():
                 run.failures.append(f"{k}: {type(error).__name__} {error}")
-                done.set_result(None)
+                if not done.done():
+                    done.set_result(None)
                 run.settle()
 
 
