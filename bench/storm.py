@@ -61,8 +61,9 @@ PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 5.0
 SLOW_PROBE = 1.0
 KIB = 1024
-#: log lines of errors: a level name or a traceback
+#: log lines of errors: a level name or a traceback; and of warnings
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
+WARNING_LINE = re.compile(r"\bWARNING\b")
 #: second octets of the source addresses: each load process of each server gets its own
 FIRST_NET, NETS = 10, 240
 
@@ -244,8 +245,9 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
         "cpu_during_hold": None if hold_cpu is None else round(hold_cpu, 3),
         "cpu_ms_per_device": None if join_cpu is None else round(join_cpu * 1000, 3),
         "healthz": probes,
-        "log_lines": len(lines), "error_log_lines": sum(bool(ERROR_LINE.search(line))
-                                                        for line in lines),
+        "log_lines": len(lines),
+        "error_log_lines": sum(bool(ERROR_LINE.search(line)) for line in lines),
+        "warning_log_lines": sum(bool(WARNING_LINE.search(line)) for line in lines),
         "server_flags": " ".join(args.server_flag),
     }
 
@@ -267,11 +269,11 @@ def readable(results: Sequence[dict[str, Any]]) -> str:
             "-" if r["cpu_during_hold"] is None else f"{r['cpu_during_hold']:.0%}",
             "-" if probes is None else f"{probes['slow']}+{probes['unanswered']}/"
                                         f"{probes['probes']}, max {probes['max_ms']}",
-            str(r["error_log_lines"])])
+            f"{r['error_log_lines']}/{r['warning_log_lines']}"])
     return harness.table(["server", "joined", "refused", "joins/s", "all in s", "p50 ms",
                           "p99 ms", "dropped", "presence missing", "KiB/conn",
                           "CPU ms/device", "CPU in hold", "/healthz >1 s (+none)/probes",
-                          "error lines"], rows)
+                          "error/warning lines"], rows)
 
 
 def ratios(results: Sequence[dict[str, Any]]) -> str:

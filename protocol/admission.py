@@ -12,6 +12,7 @@ A place is what the per-address limit counts too: an open session, or a handshak
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -26,12 +27,19 @@ _log = logging.getLogger(__name__)
 class Admission:
     """Counts the places taken and refuses a new one once ``limit`` are (UNLIMITED: never).
 
-    Refusals are logged as one WARNING per REPORT_INTERVAL with their count, not one line each:
-    a storm past the limit is thousands of them."""
+    Refusals are logged as one WARNING per `report_interval` with their count, not one line
+    each: a storm past the limit is thousands of them. The first is logged at once, the rest at
+    the end of the interval they fell in."""
 
-    __slots__ = ("_clock", "_next_report", "_unreported", "limit", "refused", "taken")
+    __slots__ = ("_clock", "_interval", "_next_report", "_report_timer", "_unreported", "limit",
+                 "refused", "taken")
 
-    def __init__(self, limit: int = UNLIMITED, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int = UNLIMITED,
+        clock: Callable[[], float] = time.monotonic,
+        report_interval: float = REPORT_INTERVAL,
+    ) -> None:
         if limit < 0:
             raise ValueError("limit must be >= 0")
         self.limit = limit
@@ -40,8 +48,10 @@ class Admission:
         #: handshakes refused because every place was taken
         self.refused = 0
         self._clock = clock
+        self._interval = report_interval
         self._unreported = 0
         self._next_report = 0.0
+        self._report_timer: asyncio.TimerHandle | None = None
 
     def admit(self) -> bool:
         """Whether a new handshake may take a place; a refusal is counted."""
@@ -50,12 +60,21 @@ class Admission:
             self._unreported += 1
             now = self._clock()
             if now >= self._next_report:
-                _log.warning("refused %d handshakes with HTTP 503: %d connections open "
-                             "(max_connections)", self._unreported, self.taken)
-                self._unreported = 0
-                self._next_report = now + REPORT_INTERVAL
+                self._report()
+            elif self._report_timer is None:  # the rest of this interval's, at its end
+                self._report_timer = asyncio.get_running_loop().call_later(
+                    self._next_report - now, self._report
+                )
             return False
         return True
+
+    def _report(self) -> None:
+        self._report_timer = None
+        if self._unreported:
+            _log.warning("refused %d handshakes with HTTP 503: %d connections open "
+                         "(max_connections)", self._unreported, self.taken)
+        self._unreported = 0
+        self._next_report = self._clock() + self._interval
 
     def opened(self) -> None:
         """One place more is held."""

@@ -12,10 +12,11 @@ import tornado.httpclient
 
 import metrics
 from config import Config, parse_config
-from protocol.admission import REPORT_INTERVAL, Admission
+from protocol.admission import Admission
 from tests.support.peers import SUCCESS, connect, join, open_peer, session_closed, teacher, until
 
 CAPACITY = 3
+REPORT_SECONDS = 0.05
 REFUSED = "rollcall_refused_connections_total"
 
 
@@ -35,26 +36,21 @@ def test_the_flag_parses_and_refuses_bad_values(capsys) -> None:
         assert "--max-connections" in capsys.readouterr().err
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_refusals_are_logged_once_per_interval_with_their_count(caplog) -> None:
-    clock = Clock()
-    admission = Admission(1, clock=clock)
+@pytest.mark.gen_test(timeout=10)
+async def test_refusals_are_logged_once_per_interval_with_their_count(caplog) -> None:
+    admission = Admission(1, report_interval=REPORT_SECONDS)
     admission.opened()
     with caplog.at_level(logging.WARNING, logger="protocol.admission"):
         for _ in range(5):
             assert not admission.admit()
-        clock.now += REPORT_INTERVAL
+        assert len(caplog.records) == 1  # the first at once, the next four at the interval's end
+        await until(lambda: len(caplog.records) == 2)
         for _ in range(3):
             assert not admission.admit()
+        await until(lambda: len(caplog.records) == 3)  # the interval after: at its end too
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-        "refused 1 handshakes with HTTP 503", "refused 5 handshakes with HTTP 503"]
+        "refused 1 handshakes with HTTP 503", "refused 4 handshakes with HTTP 503",
+        "refused 3 handshakes with HTTP 503"]
     assert admission.refused == 8
     admission.closed()
     assert admission.admit()
