@@ -135,3 +135,17 @@ async def test_a_flood_past_the_open_file_limit_pauses_accepts_and_keeps_the_hel
     log = b"".join(server.lines)
     assert b"Traceback" not in log, log.decode()
     assert 1 <= log.count(ACCEPT_WARNING) <= MAX_ACCEPT_WARNINGS, log.decode()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_max_connections_past_the_open_file_limit_is_warned_of(
+    redis_url, database_url, secret
+) -> None:
+    _soft, hard = START_LIMIT
+    server = await ServerProcess.start(
+        *server_args(free_port(), redis_url, database_url, secret), "--max-connections", "5000",
+        open_files=START_LIMIT,
+    )
+    await server.stop()
+    log = b"".join(server.lines).decode()
+    assert f"--max-connections 5000 leaves fewer than {HEADROOM} of the {hard} open files" in log
