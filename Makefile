@@ -13,7 +13,7 @@ PROTOCOL_SUITE_INSTALLED := $(PROTOCOL_SUITE_COPY)/node_modules/.installed
 # The demo's token secret, used by `make run` and `make demo` unless ACCESS_TOKEN_SECRET is set.
 export ACCESS_TOKEN_SECRET ?= demo-secret-for-make-run-never-for-production
 
-.PHONY: run test lint demo bench screenshots clean
+.PHONY: run test test-latest lint demo bench screenshots clean
 
 run: $(INSTALLED)
 	@scripts/run.sh $(ARGS)
@@ -21,8 +21,21 @@ run: $(INSTALLED)
 test: $(INSTALLED) $(NODE_INSTALLED) $(PROTOCOL_SUITE_INSTALLED)
 	@scripts/test.sh $(ARGS)
 
+# The whole suite on the newest release of every dependency, in a fresh virtualenv under .run
+# (`make test` stays on the exact releases of constraints.txt).
+LATEST_VENV := .run/latest-venv
+test-latest: $(NODE_INSTALLED) $(PROTOCOL_SUITE_INSTALLED)
+	@scripts/bootstrap.sh run
+	rm -rf $(LATEST_VENV)
+	python3 -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade -e '.[test]'
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade $$($(LATEST_VENV)/bin/python scripts/requirements.py)
+	$(LATEST_VENV)/bin/python -m pip list
+	@ROLLCALL_VENV=$(LATEST_VENV) scripts/test.sh $(ARGS)
+
 demo: $(INSTALLED)
-	$(PY) scripts/demo.py $(ARGS)
+	@$(PY) scripts/demo.py $(ARGS)
 
 bench: $(INSTALLED)
 	$(PY) bench/protocol_bench.py
@@ -36,11 +49,11 @@ screenshots: $(INSTALLED) $(NODE_INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 
-$(INSTALLED): setup.cfg pyproject.toml scripts/bootstrap.sh
+$(INSTALLED): setup.cfg pyproject.toml constraints.txt scripts/bootstrap.sh
 	@scripts/bootstrap.sh run
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -c constraints.txt
 	@touch $@
 
 $(NODE_INSTALLED): tests/integration/node/package.json tests/integration/node/package-lock.json
@@ -61,6 +74,6 @@ $(PROTOCOL_SUITE)/%:
 	@exit 1
 
 clean:
-	-scripts/services.sh stop .run/dev
-	-scripts/services.sh stop .run/test
+	-scripts/services.sh remove .run/dev
+	-scripts/services.sh remove .run/test
 	rm -rf $(VENV) .run tests/integration/node/node_modules

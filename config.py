@@ -17,9 +17,16 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import logs
+from handlers.tokens import NOT_USER_ID_CLAIMS, USER_ID_CLAIM
 from handlers.validation import ROLE_TEACHER
 from logs import LOG_FORMATS
 from protocol.engine import OUTPUT_LIMIT_PAYLOADS
+from protocol.redis_clients import (
+    SENTINEL_SCHEME,
+    BadRedisUrl,
+    is_sentinel_url,
+    parse_sentinel_url,
+)
 from store.roster import ROSTER_TTL
 
 #: --teacher-auth: `token` (a teacher's join carries its own teacher token) or `none` (the design
@@ -39,6 +46,10 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+#: the schemes of redis-py's own URLs (redis+sentinel:// is protocol/redis_clients.py's)
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: the longest --user-id-claim: room for a collision-resistant claim name (a URI, RFC 7519 4.2)
+MAX_CLAIM_NAME = 256
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Config:
     access_token_secret: str | None = None
     participant_roles: tuple[str, ...] = DEFAULT_PARTICIPANT_ROLES
     teacher_auth: str = TEACHER_AUTH_TOKEN
+    user_id_claim: str = USER_ID_CLAIM
     mixpanel_token: str | None = None
     mixpanel_events_url: str | None = None
     cors_allowed_origins: str | list[str] | None = None
@@ -130,6 +142,22 @@ def _url(schemes: tuple[str, ...], optional: bool = False) -> Callable[[str], st
     return parse
 
 
+def _redis_url(optional: bool = False) -> Callable[[str], str | None]:
+    """redis-py's URLs, or python-socketio's redis+sentinel:// form (protocol/redis_clients.py)."""
+    by_scheme = _url((*REDIS_SCHEMES, SENTINEL_SCHEME), optional)
+
+    def parse(text: str) -> str | None:
+        url = by_scheme(text)
+        if url is not None and is_sentinel_url(url):
+            try:
+                parse_sentinel_url(url)
+            except BadRedisUrl as exc:
+                raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+        return url
+
+    return parse
+
+
 def _roles(text: str) -> tuple[str, ...]:
     roles = tuple(role.strip() for role in text.split(",") if role.strip())
     if not roles:
@@ -147,6 +175,18 @@ def _teacher_auth(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected one of {', '.join(TEACHER_AUTH_MODES)}, got {text!r}"
         )
+    return text
+
+
+def _claim_name(text: str) -> str:
+    if not 0 < len(text) <= MAX_CLAIM_NAME or any(ch.isspace() or not ch.isprintable()
+                                                  for ch in text):
+        raise argparse.ArgumentTypeError(
+            f"expected a claim name of 1 to {MAX_CLAIM_NAME} characters without white space, "
+            f"got {text!r}"
+        )
+    if text in NOT_USER_ID_CLAIMS:
+        raise argparse.ArgumentTypeError(f"{text!r} is a claim that names no user")
     return text
 
 
@@ -244,7 +284,13 @@ class _OneLineParser(argparse.ArgumentParser):
 _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--host", "ROLLCALL_HOST", str, "address to listen on"),
     ("--port", "ROLLCALL_PORT", _int_in(1, 65535), "port to listen on"),
-    ("--redis-url", "REDIS_URL", _url(("redis", "rediss", "unix")), "Redis for presence keys"),
+    (
+        "--redis-url",
+        "REDIS_URL",
+        _redis_url(),
+        "Redis for presence keys: redis://, rediss://, unix://, or "
+        "redis+sentinel://[user:password@]host:port[,host:port...]/[db]/service_name (Sentinel)",
+    ),
     (
         "--database-url",
         "DATABASE_URL",
@@ -264,6 +310,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         _teacher_auth,
         "token: a teacher's join needs an access token with role 'teacher' whose client id is "
         "its user_id; none: any caller may join as teacher (the design document's flow)",
+    ),
+    (
+        "--user-id-claim",
+        "ROLLCALL_USER_ID_CLAIM",
+        _claim_name,
+        "the access token claim naming the platform's user: a participant's join counts as the "
+        "attendance of its user_id only if this claim, 'sub' or the client id equals it",
     ),
     (
         "--mixpanel-token",
@@ -370,9 +423,10 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     (
         "--message-queue",
         "ROLLCALL_MESSAGE_QUEUE",
-        _url(("redis", "rediss", "unix"), optional=True),
+        _redis_url(optional=True),
         "Redis whose pub/sub relays emits, room changes and disconnects between processes "
-        "(python-socketio's AsyncRedisManager format, channel 'socketio'); one process without it",
+        "(python-socketio's AsyncRedisManager format, channel 'socketio', redis+sentinel:// "
+        "too); one process without it",
     ),
     (
         "--roster-ttl",
@@ -399,7 +453,8 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         "--liveness-interval",
         "ROLLCALL_LIVENESS_INTERVAL",
         _positive_float,
-        "seconds between heartbeats, each also retrying failed leaves and sweeping dead "
+        "seconds between heartbeats, each also noticing whether Redis lost this process's "
+        "keys (then re-asserting its presence), retrying failed leaves and sweeping dead "
         "processes; below --liveness-ttl",
     ),
 )

@@ -171,6 +171,12 @@ EVENT_LOOP_LAG = Gauge(
     "How late the last periodic wake-up of the event loop was: time no callback could run.",
     namespace=NAMESPACE, registry=REGISTRY,
 )
+UNVERIFIED_JOINS = Counter(
+    "unverified_joins",
+    "Participant joins that succeeded with a token that does not vouch for their user_id: "
+    "kept as unverified claims, never as that user's attendance.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
 GHOSTS_SWEPT = Counter(
     "ghosts_swept",
     "Presence entries of dead processes that still held their sid and were cleared by a sweep.",
@@ -196,6 +202,23 @@ ACCEPT_FAILURES = Counter(
     "accept_failures",
     "accept() calls that failed for lack of file descriptors (EMFILE, ENFILE, ...); each pauses "
     "accepting for a short, growing delay (web/accept.py).",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+REASSERTIONS = Counter(
+    "presence_reassertions",
+    "Times this process wrote its live connections' presence again because Redis had lost it "
+    "(its liveness registration gone, or another Redis server answering).",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+REASSERTED_KEYS = Counter(
+    "presence_reasserted_keys",
+    "Presence fields, seat maps and roster records that re-assertions wrote again.",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
+PRIMARY_SWITCHES = Counter(
+    "redis_primary_switches",
+    "Heartbeats that found another Redis server answering than the one before (its run id "
+    "changed): a failover to a replica, or a restart.",
     namespace=NAMESPACE, registry=REGISTRY,
 )
 

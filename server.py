@@ -133,6 +133,7 @@ def build(config: Config, services: Services) -> Rollcall:
             join_rate=config.join_rate,
             join_burst=config.join_burst,
             require_teacher_token=config.teacher_auth == TEACHER_AUTH_TOKEN,
+            user_id_claim=config.user_id_claim,
         ),
     )
     sweeper = Sweeper(

@@ -14,7 +14,7 @@ from handlers.connections import Connections
 from handlers.join_lesson import EVENT as JOIN_LESSON
 from handlers.join_lesson import JoinLesson
 from handlers.limits import JoinRateLimiter
-from handlers.tokens import TokenVerifier
+from handlers.tokens import USER_ID_CLAIM, TokenVerifier
 
 if TYPE_CHECKING:
     from protocol import Server
@@ -33,6 +33,8 @@ class JoinSettings:
     join_burst: int
     #: --teacher-auth token: a teacher's join needs its own teacher token
     require_teacher_token: bool = True
+    #: --user-id-claim: the token claim naming the platform's user
+    user_id_claim: str = USER_ID_CLAIM
 
 
 def register(
@@ -50,7 +52,7 @@ def register(
         sio,
         lessons,
         presence,
-        TokenVerifier(settings.access_token_secret),
+        TokenVerifier(settings.access_token_secret, user_id_claim=settings.user_id_claim),
         tracker,
         settings.participant_roles,
         connections,

@@ -44,7 +44,8 @@ from typing import Any
 
 import metrics
 from store.errors import StoreUnavailable
-from store.presence import Entry, Leave, PresenceStore
+from store.presence import Entry, Join, Leave, PresenceStore
+from store.reassertion import Reassertion
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,11 @@ class Connection:
     doubtful: frozenset[Entry] = frozenset()
     #: set by the disconnect handler; a join seeing it writes nothing more
     gone: bool = False
-    #: held by a join around its Redis step and record update, and by the disconnect's leave
+    #: held by a join around its Redis step and record update, by the disconnect's leave, and
+    #: by a re-assertion of presence (handlers/reassertion.py)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the last join Redis ran for the sid: what a re-assertion writes again
+    last_join: Join | None = None
 
     def leaving(self, lesson_id: str) -> tuple[Entry, ...]:
         """The held entries a join of `lesson_id` must clear first: those of other lessons (a
@@ -118,14 +122,15 @@ class Connections:
             raise ClientGone(sid)
         return record
 
-    def joined(self, record: Connection, written: Iterable[Entry], left: Iterable[Entry]) -> None:
-        """Index a join that Redis ran: `record` is now the latest holder of `written` and no
-        longer holds `left` (the entries of a lesson it switched away from)."""
+    def joined(self, record: Connection, join: Join, left: Iterable[Entry]) -> None:
+        """Index a join that Redis ran: `record` is now the latest holder of what `join` wrote
+        and no longer holds `left` (the entries of a lesson it switched away from)."""
         if record.gone:
             return
+        record.last_join = join
         for entry in left:
             self._unhold(entry, record.sid)
-        for entry in written:
+        for entry in join.entries:
             holders = self._holders.setdefault(entry, {})
             holders.pop(record.sid, None)
             holders[record.sid] = None
@@ -136,6 +141,26 @@ class Connections:
             holders.pop(sid, None)
             if not holders:
                 del self._holders[entry]
+
+    def records(self) -> list[Connection]:
+        """The record of every connected sid, as of now."""
+        return list(self._records.values())
+
+    def reassertion(self, record: Connection) -> Reassertion | None:
+        """What re-asserting `record` writes again (its lock held): its last join, with the
+        entries of it that it still holds and is the latest holder of here; None once gone."""
+        join = record.last_join
+        if record.gone or join is None:
+            return None
+        entries = tuple(
+            entry
+            for entry in join.entries
+            if entry in record.held and self._latest_holder(entry) == record.sid
+        )
+        return Reassertion(join, entries)
+
+    def _latest_holder(self, entry: Entry) -> str:
+        return next(reversed(self._holders.get(entry, {})), "")
 
     @contextlib.asynccontextmanager
     async def successors(

@@ -44,3 +44,10 @@ class Unavailable(JoinError):
 
 class RateLimited(JoinError):
     code = Code.RATE_LIMITED
+
+
+class SeatCountTooLarge(JoinError):
+    """The lesson's row asks for more seats than a seat map may hold (store.lessons
+    MAX_SEAT_COUNT): a fault of the row, not of the request, hence INTERNAL."""
+
+    code = Code.INTERNAL

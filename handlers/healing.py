@@ -8,8 +8,13 @@ One task, every `--liveness-interval` seconds:
    TTL), everything it held has been cleared: it drops every connection (its clients reconnect
    and join again, the newest join owning the presence) and starts over under a new id. It writes
    nothing back: its join script refuses from the moment of the claim.
-2. retry the leaves kept while Redis was unreachable (handlers/connections.py);
-3. find the registered processes whose liveness key has lapsed, claim each, and sweep it.
+2. notice whether Redis lost what this process wrote: its liveness registration is gone (renew
+   found it lapsed: a FLUSHALL, a restart without persistence), or another Redis server answers
+   (its run id changed: a failover, a restart). If so, re-assert the presence of every live
+   connection (handlers/reassertion.py), and sweep nobody for one liveness TTL: the other live
+   processes need up to their heartbeat interval to register again, and must not look dead;
+3. retry the leaves kept while Redis was unreachable (handlers/connections.py);
+4. find the registered processes whose liveness key has lapsed, claim each, and sweep it.
 
 A join refused because this process was swept wakes the task at once.
 """
@@ -22,14 +27,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 import metrics
 from handlers.connections import Connections
+from handlers.reassertion import Reasserter
 from store.errors import StoreUnavailable
 from store.liveness import Claim, ClaimLost, Liveness, Renewal
 from store.presence import SWEPT_TTL
 from tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+#: why presence is re-asserted (the `reason` of its log line)
+LOSS_REGISTRATION = "registration_lost"
+LOSS_SERVER = "server_changed"
 
 
 class Sweeper:
@@ -51,6 +63,15 @@ class Sweeper:
         #: loop time of the last renewal that reached Redis (None before the first)
         self._renewed: float | None = None
         self._unreachable = False
+        self._reasserter = Reasserter(liveness.presence, connections)
+        #: the run id of the Redis server the last heartbeat reached (None before the first)
+        self._run_id: str | None = None
+        #: False once Redis refused INFO: the run id is not asked again
+        self._ask_run_id = True
+        #: why presence must be re-asserted (None: it need not); kept until a re-assertion ends
+        self._loss: str | None = None
+        #: loop time before which nobody is swept (after a loss: see the module's docstring)
+        self._sweep_after = 0.0
 
     async def start(self) -> None:
         """Register this process (if Redis answers: it may be down at start), sweep the dead
@@ -93,21 +114,38 @@ class Sweeper:
             await self.tick()
 
     async def tick(self) -> None:
-        """One heartbeat: renew (or start over), retry kept leaves, sweep dead processes."""
+        """One heartbeat: renew (or start over), re-assert presence if Redis lost it, retry kept
+        leaves, sweep dead processes."""
         try:
-            if not await self._renew():
-                return
-            await self._connections.retry_pending()
-            for dead in await self._liveness.dead_processes():
-                if self._renewal_due() and not await self._renew():
-                    return  # sweeping many dead processes must not let this one lapse
-                await self._sweep(dead)
+            try:
+                await self._beat()
+            except StoreUnavailable as exc:
+                if not isinstance(exc.__cause__, RedisConnectionError):
+                    raise
+                # A pooled connection that Redis had closed (it restarted, or failed over): so
+                # may every idle one have been. Drop them, and beat once more on new ones.
+                await self._liveness.presence.drop_idle_connections()
+                await self._beat()
         except StoreUnavailable as exc:
             if not self._unreachable:
                 log.warning("heartbeat: %s; retrying every %g s", exc, self._interval)
             self._unreachable = True
         except Exception:
             log.exception("heartbeat failed")
+
+    async def _beat(self) -> None:
+        if not await self._renew():
+            return
+        await self._check_server()
+        if self._loss is not None:
+            await self._reassert()
+        await self._connections.retry_pending()
+        if asyncio.get_running_loop().time() < self._sweep_after:
+            return
+        for dead in await self._liveness.dead_processes():
+            if self._renewal_due() and not await self._renew():
+                return  # sweeping many dead processes must not let this one lapse
+            await self._sweep(dead)
 
     def _renewal_due(self) -> bool:
         renewed = self._renewed
@@ -130,15 +168,77 @@ class Sweeper:
         if renewal is Renewal.REVIVED and self._renewed is not None:
             metrics.LIVENESS_LAPSES.labels("revived").inc()
             log.warning(
-                "liveness of process %s had lapsed (a stall or a Redis restart); nobody swept "
-                "it, so it carries on",
+                "liveness of process %s had lapsed (a stall, or Redis lost it); nobody swept "
+                "it, so it carries on and re-asserts its presence",
                 self._liveness.process_id,
             )
+            self._notice_loss(LOSS_REGISTRATION)
         if self._unreachable:
             log.info("heartbeat: Redis answers again")
             self._unreachable = False
         self._renewed = asyncio.get_running_loop().time()
         return True
+
+    async def _check_server(self) -> None:
+        """Notice another Redis server answering than at the last heartbeat (a failover or a
+        restart), which may have lost what this process wrote."""
+        if not self._ask_run_id:
+            return
+        run_id = await self._liveness.server_run_id()
+        if run_id is None:
+            self._ask_run_id = False
+            log.warning(
+                "Redis refuses INFO server: a restart or failover is noticed only when it lost "
+                "this process's liveness registration"
+            )
+            return
+        previous, self._run_id = self._run_id, run_id
+        if previous is None or previous == run_id:
+            return
+        metrics.PRIMARY_SWITCHES.inc()
+        log.info(
+            "another Redis server answers (run id %s, was %s): a failover or a restart",
+            run_id,
+            previous,
+            extra={"event": "redis_switch", "run_id": run_id, "previous_run_id": previous},
+        )
+        self._notice_loss(LOSS_SERVER)
+
+    def _notice_loss(self, reason: str) -> None:
+        self._loss = self._loss or reason
+        self._sweep_after = asyncio.get_running_loop().time() + self._liveness.ttl
+
+    async def _reassert(self) -> None:
+        """Write the presence of every live connection again; a round that does not finish
+        within one interval (or meets Redis down) is run again at the next heartbeat."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._interval):
+                result, connections, runs = await self._reasserter.run()
+        except TimeoutError:
+            log.warning(
+                "re-assertion unfinished after %g s; again at the next heartbeat", self._interval
+            )
+            return
+        reason, self._loss = self._loss, None
+        metrics.REASSERTIONS.inc()
+        metrics.REASSERTED_KEYS.inc(result.keys)
+        log.info(
+            "presence re-asserted",
+            extra={
+                "event": "reassert",
+                "reason": reason,
+                "process_id": self._liveness.process_id,
+                "connections": connections,
+                "rewritten": result.keys,
+                "fields": result.fields,
+                "seat_maps": result.seat_maps,
+                "rosters": result.rosters,
+                "held": result.held,
+                "round_trips": runs,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
 
     async def _start_over(self) -> None:
         """This process was declared dead and swept: drop every connection (their leaves run

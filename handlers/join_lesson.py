@@ -9,6 +9,11 @@ the Mixpanel event, which is queued and never awaited.
 The Redis step and what follows run under the sid's `Connection` lock (handlers/connections.py): the
 script also clears what the sid held in a lesson it joined before, and a disconnect racing the
 join clears what the join wrote.
+
+A participant's join is the attendance of its `user_id` only when the token vouches for that id
+(handlers/tokens.py); otherwise it writes the same presence keys, but keeps an unverified claim in
+place of the user's roster record (store/roster.py), and says so in its log line and in
+`rollcall_unverified_joins_total`.
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import metrics
 from handlers.connections import ClientGone, Connection, Connections
-from handlers.errors import Code, JoinError, LessonNotFound, Unavailable
+from handlers.errors import Code, JoinError, LessonNotFound, SeatCountTooLarge, Unavailable
 from handlers.limits import JoinRateLimiter
 from handlers.tokens import TokenVerifier
 from handlers.validation import JoinRequest, parse_join_request
 from store.errors import StoreUnavailable
-from store.lessons import LessonStore
+from store.lessons import MAX_SEAT_COUNT, LessonStore
 from store.presence import (
     Join,
     JoinOutcome,
@@ -93,13 +98,14 @@ class JoinLesson:
         """The event handler: returns the ack, and logs one line per join."""
         started = time.perf_counter()
         request: JoinRequest | None = None
+        verified: bool | None = None
         detail = ""
         try:
             # First: a flood costs no validation, no I/O. The bucket is the Engine.IO session's,
             # so leaving and re-joining the namespace (a new sid) does not refill it.
             self._limiter.take(self._sio.engine_sid(sid) or sid)
             request = parse_join_request(args, self._participant_roles)
-            await self._join(sid, request)
+            verified = await self._join(sid, request)
         except ClientGone:
             # An expected race, not an error: the ack has no one to go to.
             ack, outcome = error(Code.INTERNAL, INTERNAL_MESSAGE), OUTCOME_GONE
@@ -112,6 +118,8 @@ class JoinLesson:
             ack, outcome = error(Code.INTERNAL, INTERNAL_MESSAGE), Code.INTERNAL.value
         else:
             ack, outcome = success(), STATUS_SUCCESS
+            if verified is False:
+                metrics.UNVERIFIED_JOINS.inc()
         seconds = time.perf_counter() - started
         role = request.role if request else metrics.UNKNOWN_ROLE
         metrics.record_join(role, outcome, seconds)
@@ -125,16 +133,22 @@ class JoinLesson:
         }
         if detail:
             fields["reason"] = detail
+        if verified is not None:
+            fields["verified"] = verified
         log.info("join_lesson", extra=fields)
         return ack
 
-    async def _join(self, sid: str, request: JoinRequest) -> None:
-        client_id = None
+    async def _join(self, sid: str, request: JoinRequest) -> bool | None:
+        """Join; returns whether the participant's token vouches for its user_id (None for a
+        teacher or a participant without a token)."""
+        client_id: str | None = None
+        verified: bool | None = None
         if request.is_teacher:
             if self._require_teacher_token:
                 self._tokens.check_teacher(request.access_token, request.user_id)
         elif request.access_token is not None:
-            client_id = self._tokens.client_id(request.access_token)
+            identity = self._tokens.verify(request.access_token)
+            client_id, verified = identity.client_id, identity.vouches_for(request.user_id)
         record = self._connections.get(sid)
         try:
             lesson = await self._lessons.lookup(request.lesson_id, request.user_id)
@@ -142,6 +156,10 @@ class JoinLesson:
             raise Unavailable(UNAVAILABLE_MESSAGE) from exc
         if lesson is None:
             raise LessonNotFound(f"no lesson {request.lesson_id!r}")
+        if lesson.seat_count > MAX_SEAT_COUNT:
+            raise SeatCountTooLarge(
+                f"seat_count {lesson.seat_count} is above the {MAX_SEAT_COUNT} a seat map holds"
+            )
         async with record.lock:
             if record.gone:
                 raise ClientGone(sid)
@@ -151,7 +169,7 @@ class JoinLesson:
             elif client_id is not None:
                 join = ParticipantJoin(
                     request.lesson_id, lesson.seat_count, sid, client_id, request.role,
-                    request.user_id,
+                    request.user_id, verified=bool(verified),
                 )
             else:
                 join = SeatsOnly(request.lesson_id, lesson.seat_count, sid)
@@ -177,6 +195,7 @@ class JoinLesson:
             self._tracker.track(
                 client_id, RECONNECT_EVENT, {"lesson_id": request.lesson_id, "role": request.role}
             )
+        return verified
 
     async def _write_presence(self, record: Connection, join: Join) -> JoinOutcome:
         """Run the join script, keeping `record.held` a superset of what Redis may hold for the
@@ -200,5 +219,5 @@ class JoinLesson:
             record.held = before  # the script refused the join and wrote nothing
             raise
         record.held = (before - frozenset(leaving)) | written | record.doubtful
-        self._connections.joined(record, written, leaving)
+        self._connections.joined(record, join, leaving)
         return outcome

@@ -6,9 +6,13 @@ so with no secret configured every token is refused. A participant's token names
 (revision 2)") proves that the caller is the teacher whose `{user_id}` key the join writes. Either
 id is a bare key name, so one that would name another key is refused (store/keys.py).
 
+A participant's token also says which users its holder is: the roll call counts a join as the
+attendance of its `user_id` only when the token vouches for that id (docs/redis-keys.md, "Whose
+attendance a join is"), through its user id claim (`--user-id-claim`), its `sub` or its client id.
+
 A client re-joins with the token it joined with (every reconnect, every lesson switch), so the
 identities of recently verified tokens are kept (a bounded LRU keyed by the token's exact text):
-verifying one again costs a dictionary lookup and a check of its `exp` instead of ~40 µs of
+verifying one again costs a dictionary lookup and a check of its `exp` instead of ~25 µs of
 PyJWT. Only tokens that verified are kept, so a refused token is refused every time; and what was
 checked once (the signature, `nbf`, `iat`, the client id) stays true, except `exp`, which is
 checked again on every use.
@@ -18,55 +22,35 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from jwt.algorithms import HMACAlgorithm
 
 from handlers.errors import InvalidToken
 from handlers.validation import ROLE_TEACHER, is_valid_text
-from protocol.versions import require
 from store.keys import is_reserved
-
-#: the PyJWT series tested with: PyJWT has no public way to give a PyJWT the algorithms of its
-#: PyJWS, so TokenVerifier registers HS256 on the private `_jws` of its own PyJWT instance
-PYJWT_SERIES = (2, 15)
-require("PyJWT", PYJWT_SERIES)
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
+SUBJECT_CLAIM = "sub"
 # The client id is the `client_id` claim, else `sub` (join_lesson.md, "Access tokens").
-CLIENT_ID_CLAIMS = ("client_id", "sub")
+CLIENT_ID_CLAIMS = ("client_id", SUBJECT_CLAIM)
 ROLE_CLAIM = "role"
+#: the claim naming the platform's user (--user-id-claim's default)
+USER_ID_CLAIM = "user_id"
 MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2, for HS256
 EXPIRY_CLAIM = "exp"
-#: verified tokens whose identity is kept (~0.5 kB each for a typical token, < 1.5 kB at most)
+#: claims that say when, by whom, for whom or as what a token is issued, never which user holds it
+NOT_USER_ID_CLAIMS = (EXPIRY_CLAIM, "nbf", "iat", "iss", "aud", "jti", ROLE_CLAIM)
+#: verified tokens whose identity is kept (~0.7 kB each for a typical token, < 2 kB at most)
 CACHE_SIZE = 4096
 #: longer tokens are verified on every use, so that the cache's memory stays bounded
 MAX_CACHED_TOKEN_LENGTH = 1024
-
-
-class _PreparedHMAC(HMACAlgorithm):
-    """HS256 that checks its key once: PyJWT re-checks the secret on every decode (that it is
-    not a PEM, SSH or DER key), which cost ~18 µs of a ~63 µs verification here; and its length
-    too, warning on every join when it is short, which TokenVerifier says once instead."""
-
-    def __init__(self) -> None:
-        super().__init__(HMACAlgorithm.SHA256)
-        self._prepared: tuple[Any, bytes] | None = None
-
-    def prepare_key(self, key: Any) -> bytes:
-        prepared = self._prepared
-        if prepared is None or prepared[0] != key:
-            prepared = self._prepared = (key, super().prepare_key(key))
-        return prepared[1]
-
-    def check_key_length(self, key: Any) -> str | None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +60,32 @@ class Identity:
     client_id: str
     #: the `role` claim, None when absent or not a string
     role: str | None
+    #: the user ids the token vouches for: its client id, `sub` and user id claim (a tuple: a
+    #: third of a frozenset's memory in the cache, and as quick to search for three)
+    user_ids: tuple[str, ...] = ()
+
+    def vouches_for(self, user_id: str) -> bool:
+        """Whether the token binds `user_id`: a join's attendance is that user's only then."""
+        return user_id in self.user_ids
 
 
 class TokenVerifier:
     """Turns an access token into the identity it carries, or raises InvalidToken."""
 
-    def __init__(self, secret: str | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: str | None,
+        clock: Callable[[], float] = time.time,
+        user_id_claim: str = USER_ID_CLAIM,
+    ) -> None:
         self._secret = secret
         self._clock = clock
+        self._user_id_claim = user_id_claim
         #: token -> (its identity, its `exp` as PyJWT reads it, None without one); LRU order
         self._verified: OrderedDict[str, tuple[Identity, int | None]] = OrderedDict()
-        self._jwt = jwt.PyJWT()
-        # PyJWT keeps its algorithms on its PyJWS; replacing HS256 there is the only hook it has.
-        self._jwt._jws.unregister_algorithm(ALGORITHM)
-        self._jwt._jws.register_algorithm(ALGORITHM, _PreparedHMAC())
-        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+        #: PyJWT warns of a short secret on every decode; it is said once, here, instead
+        self._short_secret = secret is not None and len(secret.encode()) < MIN_SECRET_BYTES
+        if self._short_secret:
             log.warning("the access token secret is shorter than %d bytes", MIN_SECRET_BYTES)
 
     def __len__(self) -> int:
@@ -128,12 +123,12 @@ class TokenVerifier:
         if not is_valid_text(token):
             raise InvalidToken("the access token does not verify")
         try:
-            claims = self._jwt.decode(token, self._secret, algorithms=[ALGORITHM])
+            claims = self._decode(token, self._secret)
         except jwt.ExpiredSignatureError:
             raise InvalidToken("the access token has expired") from None
         except jwt.InvalidTokenError:
             raise InvalidToken("the access token does not verify") from None
-        identity = _identity(claims)
+        identity = _identity(claims, self._user_id_claim)
         if len(token) <= MAX_CACHED_TOKEN_LENGTH:
             # PyJWT has checked that `exp`, when present, reads as an integer; it compares that.
             expiry = int(claims[EXPIRY_CLAIM]) if EXPIRY_CLAIM in claims else None
@@ -142,8 +137,16 @@ class TokenVerifier:
                 self._verified.popitem(last=False)
         return identity
 
+    def _decode(self, token: str, secret: str) -> dict[str, Any]:
+        """PyJWT's verification, its short-secret warning silenced (said once at construction)."""
+        if not self._short_secret:
+            return jwt.decode(token, secret, algorithms=[ALGORITHM])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            return jwt.decode(token, secret, algorithms=[ALGORITHM])
 
-def _identity(claims: dict[str, Any]) -> Identity:
+
+def _identity(claims: dict[str, Any], user_id_claim: str) -> Identity:
     """The identity verified claims carry; InvalidToken if they name no client, or one whose key
     would be another key."""
     for claim in CLIENT_ID_CLAIMS:
@@ -152,5 +155,20 @@ def _identity(claims: dict[str, Any]) -> Identity:
             if is_reserved(value):
                 raise InvalidToken("the access token's client id is reserved")
             role = claims.get(ROLE_CLAIM)
-            return Identity(value, role if isinstance(role, str) else None)
+            user_ids = [value]
+            for bound in (claims.get(SUBJECT_CLAIM), claims.get(user_id_claim)):
+                user_id = _user_id(bound)
+                if user_id is not None and user_id not in user_ids:
+                    user_ids.append(user_id)
+            return Identity(value, role if isinstance(role, str) else None, tuple(user_ids))
     raise InvalidToken("the access token carries no client id")
+
+
+def _user_id(value: object) -> str | None:
+    """A claim's value as the user id it names: a string as it is, an integer (platforms with
+    numeric ids) in decimal; anything else names no user."""
+    if isinstance(value, str):
+        return value if is_valid_text(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None

@@ -12,15 +12,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .versions import require
-
-#: the redis-py series the listener was tested with; before 8.0.1 a blocking pub/sub read timed
-#: out after socket_timeout, and the listener resubscribed, losing what was published meanwhile
-REDIS_SERIES = (8, 1)
-require("redis", REDIS_SERIES)
+from .redis_clients import redis_from_url
 
 __all__ = ["DEFAULT_CHANNEL", "RedisTransport"]
 
@@ -48,7 +42,7 @@ class RedisTransport:
         self.channel = channel
         self.logger = logger or _log
         self._subscribed = asyncio.Event()
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=socket_timeout)
+        self._redis = redis_from_url(url, socket_timeout=socket_timeout)
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self, receive: Callable[[bytes], Awaitable[None]]) -> None:

@@ -20,7 +20,7 @@ import tornado.websocket
 from engineio import packet as eio_packet
 
 from . import eager
-from .engine import TRANSPORTS, EngineServer, engine_handler
+from .engine import EngineServer, engine_handler
 from .manager import Manager, as_args
 from .packet import (
     DEFAULT_MAX_ATTACHMENTS,
@@ -298,11 +298,8 @@ class Server:
             await self._send(sock.eio_sid, frames)
 
     async def _send(self, eio_sid: str, frames: list[str | bytes]) -> None:
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is None or socket.closed:
-            return
         for frame in frames:
-            await socket.send(eio_packet.Packet(eio_packet.MESSAGE, frame))
+            self.eio.push(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, frame))
 
     # -- rooms and sessions -------------------------------------------------------------------
 
@@ -366,17 +363,13 @@ class Server:
         A closed session, unlike a Socket.IO DISCONNECT, lets clients reconnect by themselves."""
         reason = self.reason.SERVER_DISCONNECT
         await asyncio.gather(
-            *(self.eio.close_session(eio_sid, reason) for eio_sid in list(self.eio.sockets))
+            *(self.eio.close_session(eio_sid, reason) for eio_sid in list(self.eio.sessions))
         )
 
     def connection_counts(self) -> dict[str, int]:
         """Open Engine.IO sessions by transport, ``polling`` or ``websocket`` (a session that
         upgraded counts as websocket)."""
-        counts = dict.fromkeys(TRANSPORTS, 0)
-        for socket in list(self.eio.sockets.values()):
-            if not socket.closed:
-                counts["websocket" if socket.upgraded else "polling"] += 1
-        return counts
+        return self.eio.connection_counts()
 
     @property
     def output_limit_closes(self) -> int:
@@ -434,7 +427,7 @@ class Server:
             self._spawn(self._close_client(client, "no namespace joined in time"))
 
     async def _on_engine_disconnect(self, eio_sid: str, reason: str) -> None:
-        self.eio.session_closed(eio_sid)
+        reason = self.eio.session_closed(eio_sid, reason)
         client = self._clients.pop(eio_sid, None)
         if client is None:
             return

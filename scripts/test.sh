@@ -22,5 +22,6 @@ scripts/services.sh stop "$DIR" >/dev/null 2>&1 || true
 trap 'scripts/services.sh stop "$DIR" >/dev/null 2>&1 || true' EXIT
 scripts/services.sh start "$DIR" "$REDIS_PORT" "$PG_PORT"
 
-.venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+VENV=${ROLLCALL_VENV:-.venv}  # make test-latest runs the suite in its own
+"$VENV/bin/ruff" check .
+"$VENV/bin/python" -m pytest "$@"

@@ -9,32 +9,30 @@ The upstream fix (aio-libs/aiopg#926) is not released; remove this module once a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from typing import Any
 
-from aiopg.connection import Connection
+import aiopg
 
-from protocol.versions import require
-
-#: the aiopg series whose private `Connection._ready` this wraps, and was tested with
-AIOPG_SERIES = (1, 4)
-require("aiopg", AIOPG_SERIES)
-
-_original_ready = Connection._ready
+#: aiopg's private callback for a connection's descriptor (see docs/architecture.md, "Other
+#: libraries' internals"; tests/integration/resilience/test_aiopg_compat.py)
+_original_ready = aiopg.Connection._ready
 
 
 def _ready(weak_self: weakref.ref[Any]) -> None:
+    """aiopg's ``Connection._ready``, then: if it just forgot the connection's descriptor
+    (``_fileno``, closed by psycopg2), no watcher is left on that number."""
     conn = weak_self()
     fileno = None if conn is None else conn._fileno
-    writing = conn is not None and conn._writing
     _original_ready(weak_self)
-    if conn is not None and fileno is not None and conn._fileno is None and writing:
+    if fileno is not None and conn._fileno is None:
         with contextlib.suppress(OSError, RuntimeError):
-            conn._loop.remove_writer(fileno)
+            asyncio.get_running_loop().remove_writer(fileno)
 
 
 def install() -> None:
     """Patch aiopg, process-wide (server.py's setup_process calls it before serving); idempotent."""
-    if Connection._ready is not _ready:
-        Connection._ready = staticmethod(_ready)
+    if aiopg.Connection._ready is not _ready:
+        aiopg.Connection._ready = staticmethod(_ready)

@@ -27,8 +27,6 @@
 -- Redis does not roll a script back: every check that can fail runs before the first write, so a
 -- join that fails here writes nothing.
 
-local HSET_CHUNK = 1000  -- field/value pairs per HSET; keeps unpack() within Lua's stack limit
-
 local mode = ARGV[1]
 local seat_count = tonumber(ARGV[2])
 local sid = ARGV[3]
@@ -61,22 +59,7 @@ end
 
 leave(leaving, sid, book, true)
 
-local created = 0
-if seat_count >= 1 and redis.call('EXISTS', KEYS[1]) == 0 then
-  local fields = {}
-  for seat = 1, seat_count do
-    fields[#fields + 1] = tostring(seat)
-    fields[#fields + 1] = ''
-    if #fields == 2 * HSET_CHUNK then
-      redis.call('HSET', KEYS[1], unpack(fields))
-      fields = {}
-    end
-  end
-  if #fields > 0 then
-    redis.call('HSET', KEYS[1], unpack(fields))
-  end
-  created = 1
-end
+local created = create_seat_map(KEYS[1], seat_count)
 
 local existed = 0
 if mode == 'teacher' then

@@ -20,6 +20,9 @@ STUDENTS_KEY = "lesson_student_{lesson_id}"
 BOOKKEEPING_PREFIX = "rollcall:"
 #: One hash per lesson: field `{user_id}` -> that participant's roster record (store/roster.py).
 ROSTER_KEY = BOOKKEEPING_PREFIX + "roster:{lesson_id}"
+#: One hash per lesson: field `[user_id, client_id]` (JSON) -> the record of a join whose token
+#: does not vouch for its user_id, an unverified claim (store/roster.py).
+UNVERIFIED_KEY = BOOKKEEPING_PREFIX + "unverified:{lesson_id}"
 
 # Process liveness and what each process holds (docs/redis-keys.md, "Lifecycle"); `{process_id}`
 # is random per start of a process (store/liveness.py).

@@ -15,6 +15,11 @@ from store.errors import StoreUnavailable
 
 BACKEND = "postgres"
 POOL_MAX_SIZE = 10
+#: the most seats a lesson's seat map may have (docs/redis-keys.md): the join script builds the
+#: map in one run, during which Redis serves nobody else, so a seat_count off by orders of
+#: magnitude in the row must not reach it (10 000 seats: 18 ms of Redis time, measured with
+#: SLOWLOG on the shared 2-core test machine; 10^9 would be hours and ~100 GB)
+MAX_SEAT_COUNT = 10_000
 
 # One round trip for a whole batch of joins: the lesson and the caller's seat of each
 # (lesson_id, user_id) pair, numbered so that every pair gets its own row back, found or not.

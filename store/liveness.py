@@ -98,6 +98,15 @@ class Liveness:
         return self._presence.process_id
 
     @property
+    def presence(self) -> PresenceStore:
+        return self._presence
+
+    @property
+    def ttl(self) -> float:
+        """Seconds this process's liveness key lives without a renewal."""
+        return self._ttl_ms / 1000
+
+    @property
     def swept(self) -> asyncio.Event:
         """Set when a join script found this process swept (PresenceStore.swept)."""
         return self._presence.swept
@@ -230,6 +239,18 @@ class Liveness:
         if await self.claim(process_id) is not Claim.CLAIMED:
             return SweepResult(process_id)  # a survivor swept it already, or sweeps it now
         return await self.sweep(process_id)
+
+    async def server_run_id(self) -> str | None:
+        """The run id of the Redis server answering: another one than before means a restart
+        or a failover, either of which may have lost what this process wrote. None when the
+        server refuses INFO (a managed Redis may rename it)."""
+        try:
+            async with self._presence.available():
+                info = await self._presence.client.info("server")
+        except ResponseError:
+            return None
+        run_id = info.get("run_id")
+        return None if run_id is None else str(run_id)
 
     def _key(self, template: str, process_id: str) -> str:
         return self._presence.key(template.format(process_id=process_id))

@@ -43,8 +43,9 @@ from store.keys import (
     STUDENTS_KEY,
     SWEPT_KEY,
     TEACHER_KEY,
+    UNVERIFIED_KEY,
 )
-from store.roster import ROSTER_TTL
+from store.roster import ROSTER_TTL, claim_field
 
 BACKEND = "redis"
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
@@ -96,6 +97,8 @@ MODE_SEATS = "seats"
 KIND_TEACHER = "teacher"
 KIND_PARTICIPANT = "participant"
 KIND_ROSTER = "roster"
+#: the kind of an unverified claim's held field (the scripts clear it as a roster record)
+KIND_CLAIM = "claim"
 NO_SUCCESSOR = ""
 #: the held field of a join that writes no entry (mode "seats")
 NOT_HELD = ""
@@ -127,13 +130,34 @@ class RosterEntry:
     user_id: str
 
 
-Entry = TeacherEntry | ParticipantEntry | RosterEntry
+@dataclass(frozen=True)
+class ClaimEntry:
+    """An unverified claim: field `[user_id, client_id]` of rollcall:unverified:{lesson_id}, a
+    record like a roster record's, kept and cleared the same way but never the user's."""
+
+    lesson_id: str
+    user_id: str
+    client_id: str
+
+    @property
+    def field(self) -> str:
+        """Its field in the lesson's hash of unverified claims."""
+        return claim_field(self.user_id, self.client_id)
+
+
+Entry = TeacherEntry | ParticipantEntry | RosterEntry | ClaimEntry
 
 
 def held_field(entry: Entry) -> str:
-    """The field naming `entry` in a held record: JSON `[kind, lesson_id, id]`, unambiguous
-    whatever the ids hold, and enough for a survivor to find the entry's keys. Built from the
-    C string encoder of the json module: it runs once per join."""
+    """The field naming `entry` in a held record: JSON `[kind, lesson_id, id]` (`[kind,
+    lesson_id, user_id, client_id]` for a claim), unambiguous whatever the ids hold, and enough
+    for a survivor to find the entry's keys. Built from the C string encoder of the json module:
+    it runs once per join."""
+    if isinstance(entry, ClaimEntry):
+        return (
+            f'["{KIND_CLAIM}",{json_string(entry.lesson_id)},{json_string(entry.user_id)},'
+            f"{json_string(entry.client_id)}]"
+        )
     if isinstance(entry, TeacherEntry):
         kind, ident = KIND_TEACHER, entry.user_id
     elif isinstance(entry, RosterEntry):
@@ -149,7 +173,11 @@ def parse_held_field(field: str) -> Entry | None:
         value = json.loads(field)
     except ValueError:
         return None
-    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return None
+    if len(value) == 4 and value[0] == KIND_CLAIM:
+        return ClaimEntry(value[1], value[2], value[3])
+    if len(value) != 3:
         return None
     kind, lesson_id, ident = value
     if kind == KIND_TEACHER:
@@ -195,16 +223,21 @@ class ParticipantJoin:
     role: str
     #: the request's user_id (student_attend's student_id): whose roster record the join keeps
     user_id: str
+    #: whether the token vouches for `user_id`; if not, the join keeps an unverified claim
+    #: instead, and the user's roster record is left alone
+    verified: bool = True
     leaving: tuple[Entry, ...] = ()
     successors: tuple[str, ...] = ()
 
     @property
     def entries(self) -> tuple[Entry, ...]:
         """What the join writes that the sid then holds."""
-        return (
-            ParticipantEntry(self.lesson_id, self.client_id),
-            RosterEntry(self.lesson_id, self.user_id),
+        record: Entry = (
+            RosterEntry(self.lesson_id, self.user_id)
+            if self.verified
+            else ClaimEntry(self.lesson_id, self.user_id, self.client_id)
         )
+        return ParticipantEntry(self.lesson_id, self.client_id), record
 
 
 @dataclass(frozen=True)
@@ -250,13 +283,14 @@ class Leave:
 class LessonKeys:
     """The presence hashes of one lesson as read: lesson_teacher_, lesson_student_ and
     lesson_seat_, the {client_id} hash of each student (empty once it has expired), and the
-    lesson's roster hash (raw: store.roster parses it)."""
+    lesson's roster hash and hash of unverified claims (raw: store.roster parses them)."""
 
     teachers: dict[str, str]
     students: dict[str, str]
     seats: dict[str, str]
     profiles: dict[str, dict[str, str]]
     roster: dict[str, str]
+    unverified: dict[str, str]
 
 
 class PresenceStore:
@@ -342,14 +376,19 @@ class PresenceStore:
         return [self._join_outcome(result, book.process_id) for result in results]
 
     def _join_outcome(self, result: object, process_id: str) -> JoinOutcome | Exception:
-        if isinstance(result, ResponseError) and str(result).startswith(SWEPT_REPLY):
+        if isinstance(result, Exception):
+            return self.script_error(result, process_id)
+        assert isinstance(result, list)
+        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
+
+    def script_error(self, error: Exception, process_id: str) -> Exception:
+        """What a script's error reply means: ProcessSwept when the script found `process_id`
+        swept (and the swept event set, unless that id was replaced meanwhile), else itself."""
+        if isinstance(error, ResponseError) and str(error).startswith(SWEPT_REPLY):
             if process_id == self.process_id:  # not an identity already replaced
                 self.swept.set()
             return ProcessSwept(process_id)
-        if isinstance(result, Exception):
-            return result
-        assert isinstance(result, list)
-        return JoinOutcome(seat_map_created=bool(result[0]), reconnect=bool(result[1]))
+        return error
 
     async def leave(self, leave: Leave) -> int:
         """Clear what a disconnected sid still holds; returns the number of fields cleared.
@@ -401,9 +440,10 @@ class PresenceStore:
             if isinstance(entry, TeacherEntry):
                 keys.append(self.key(TEACHER_KEY.format(lesson_id=entry.lesson_id)))
                 argv += (KIND_TEACHER, entry.user_id, sid, held_field(entry))
-            elif isinstance(entry, RosterEntry):
-                keys.append(self.key(ROSTER_KEY.format(lesson_id=entry.lesson_id)))
-                argv += (KIND_ROSTER, entry.user_id, sid, held_field(entry))
+            elif isinstance(entry, RosterEntry | ClaimEntry):
+                key, field = self.record_place(entry)
+                keys.append(key)
+                argv += (KIND_ROSTER, field, sid, held_field(entry))
             else:
                 keys += (
                     self.key(STUDENTS_KEY.format(lesson_id=entry.lesson_id)),
@@ -411,6 +451,13 @@ class PresenceStore:
                 )
                 argv += (KIND_PARTICIPANT, entry.client_id, sid, held_field(entry))
         return keys, argv
+
+    def record_place(self, entry: Entry) -> tuple[str, str]:
+        """The key and field of a roster record, or of an unverified claim."""
+        if isinstance(entry, ClaimEntry):
+            return self.key(UNVERIFIED_KEY.format(lesson_id=entry.lesson_id)), entry.field
+        assert isinstance(entry, RosterEntry)
+        return self.key(ROSTER_KEY.format(lesson_id=entry.lesson_id)), entry.user_id
 
     def _script_call(self, join: Join, book: Bookkeeping) -> tuple[str | int, ...]:
         """EVALSHA's arguments after the SHA: numkeys, KEYS, then ARGV (see join_lesson.lua);
@@ -426,20 +473,22 @@ class PresenceStore:
             (entry,) = join.entries
             argv = (MODE_TEACHER, *common, held_field(entry), join.user_id, join.lesson_id)
         elif isinstance(join, ParticipantJoin):
+            entry, record = join.entries
+            # the record kept: the user's in the roster, or else a claim among the unverified
+            record_key, record_field = self.record_place(record)
             keys += (
                 self.key(join.client_id),
                 self.key(STUDENTS_KEY.format(lesson_id=join.lesson_id)),
-                self.key(ROSTER_KEY.format(lesson_id=join.lesson_id)),
+                record_key,
             )
-            entry, roster = join.entries
             argv = (
                 MODE_PARTICIPANT,
                 *common,
                 held_field(entry),
                 join.client_id,
                 join.role,
-                join.user_id,
-                held_field(roster),
+                record_field,
+                held_field(record),
             )
         else:
             argv = (MODE_SEATS, *common, NOT_HELD)
@@ -456,7 +505,8 @@ class PresenceStore:
                 pipe.hgetall(self.key(STUDENTS_KEY.format(lesson_id=lesson_id)))
                 pipe.hgetall(self.key(SEAT_KEY.format(lesson_id=lesson_id)))
                 pipe.hgetall(self.key(ROSTER_KEY.format(lesson_id=lesson_id)))
-                teachers, students, seats, roster = await pipe.execute()
+                pipe.hgetall(self.key(UNVERIFIED_KEY.format(lesson_id=lesson_id)))
+                teachers, students, seats, roster, unverified = await pipe.execute()
             profiles: dict[str, dict[str, str]] = {}
             if students:
                 client_ids = sorted(students)
@@ -464,16 +514,28 @@ class PresenceStore:
                     for client_id in client_ids:
                         pipe.hgetall(self.key(client_id))
                     profiles = dict(zip(client_ids, await pipe.execute(), strict=True))
-        return LessonKeys(teachers, students, seats, profiles, roster)
+        return LessonKeys(teachers, students, seats, profiles, roster, unverified)
 
     def key(self, name: str) -> str:
         """The Redis key of `name`, with the configured prefix (empty by default)."""
         return self._prefix + name
 
     @property
+    def bookkeeping(self) -> Bookkeeping:
+        """The held record, swept key and registry of the current process id, for scripts that
+        keep them besides the join and leave scripts (store/reassertion.py)."""
+        return self._bookkeeping
+
+    @property
     def client(self) -> aioredis.Redis:
         """The Redis client, for the bookkeeping of store/liveness.py (inside `available()`)."""
         return self._redis
+
+    async def drop_idle_connections(self) -> None:
+        """Close the pooled connections not in use (new ones are opened as needed): after one
+        of them was found closed by Redis (a restart, a failover), the others likely are too,
+        and each would fail a join once."""
+        await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     @contextlib.asynccontextmanager
     async def available(self) -> AsyncIterator[None]:

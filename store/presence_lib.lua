@@ -1,5 +1,6 @@
--- Functions shared by join_lesson.lua, leave_lesson.lua and sweep.lua: store/presence.py
--- prepends this file to each of them, so that all three clear presence the same way.
+-- Functions shared by join_lesson.lua, leave_lesson.lua, sweep.lua and reassert.lua:
+-- store/presence.py prepends this file to each of them, so that they all clear presence (and
+-- create a seat map) the same way.
 --
 -- An "entry list" names presence entries and roster records, so that each is cleared only where
 -- the stored sid is still the sid that wrote it: a newer connection of the same person is never
@@ -94,6 +95,29 @@ end
 -- survivor, which clears (or has cleared) everything it held. Such a process writes nothing new.
 local function is_swept(book)
   return redis.call('EXISTS', book.swept) == 1
+end
+
+local HSET_CHUNK = 1000  -- field/value pairs per HSET; keeps unpack() within Lua's stack limit
+
+-- Creates the seat map `key` (seats 1..seat_count, each ''), unless it exists or seat_count < 1;
+-- returns 1 when it did, else 0. Never touches an existing map.
+local function create_seat_map(key, seat_count)
+  if seat_count < 1 or redis.call('EXISTS', key) == 1 then
+    return 0
+  end
+  local fields = {}
+  for seat = 1, seat_count do
+    fields[#fields + 1] = tostring(seat)
+    fields[#fields + 1] = ''
+    if #fields == 2 * HSET_CHUNK then
+      redis.call('HSET', key, unpack(fields))
+      fields = {}
+    end
+  end
+  if #fields > 0 then
+    redis.call('HSET', key, unpack(fields))
+  end
+  return 1
 end
 
 -- The roster (docs/redis-keys.md, "rollcall's own bookkeeping"): one hash per lesson,

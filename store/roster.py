@@ -5,6 +5,11 @@ The join and leave scripts write them (roster_join / roster_leave in store/prese
 the same script run as the presence keys, into one hash per lesson (store.keys.ROSTER_KEY): field
 `{user_id}` -> a JSON object. This module reads them back; it accepts only what the scripts write,
 so a field someone else put there reads as no record at all (the scripts treat it the same way).
+
+A join whose token does not vouch for its `user_id` (handlers/tokens.py) keeps no record of that
+user: it keeps an unverified claim instead, a record of the same shape in another hash per lesson
+(store.keys.UNVERIFIED_KEY), under the field `[user_id, client_id]`, so that nobody can make
+another student present, left or reconnected by naming them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as json_string
 
 #: Default seconds a lesson's roster outlives its last change (--roster-ttl).
 ROSTER_TTL = 86400
@@ -76,3 +82,26 @@ def parse_roster(fields: Mapping[str, str]) -> dict[str, RosterRecord]:
         if record is not None:
             records[user_id] = record
     return records
+
+
+def claim_field(user_id: str, client_id: str) -> str:
+    """The field of an unverified claim: the JSON array `[user_id, client_id]`, unambiguous
+    whatever the ids hold (the C string encoder of the json module: it runs once per such join)."""
+    return f"[{json_string(user_id)},{json_string(client_id)}]"
+
+
+def parse_claims(fields: Mapping[str, str]) -> list[RosterRecord]:
+    """The readable unverified claims of a lesson's hash of them, each as the record of the
+    `user_id` it claims, by user_id then client id."""
+    claims = []
+    for field, raw in fields.items():
+        try:
+            ids = json.loads(field)
+        except ValueError:
+            continue
+        if not (isinstance(ids, list) and len(ids) == 2 and all(isinstance(i, str) for i in ids)):
+            continue
+        record = parse_record(ids[0], raw)
+        if record is not None and record.client_id == ids[1]:
+            claims.append(record)
+    return sorted(claims, key=lambda claim: (claim.user_id, claim.client_id))

@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 import redis
 import tornado.ioloop
+from hypothesis import settings
 
 from config import Config
 from server import Rollcall, Services, build, disconnect_all, setup_process
@@ -21,6 +22,18 @@ from tests.support import ROOT, SCHEMA, TEST_PING_INTERVAL, TEST_PING_TIMEOUT, T
 
 #: how long a task still ending when its test ends may take, before it counts as left running
 SETTLE_TIMEOUT = 2.0
+
+#: Hypothesis profiles. "ci", the default (`make test`, CI): derandomised (the examples are a
+#: function of the test, so a failure recurs on every run and on every machine), no example
+#: database (nothing a previous run saved changes this one), and each failure printed with the
+#: `@reproduce_failure` blob that replays it. "explore" (HYPOTHESIS_PROFILE=explore): random
+#: examples, several times more of them, to look for new failures by hand.
+HYPOTHESIS_EXAMPLES = 100
+settings.register_profile(
+    "ci", derandomize=True, database=None, print_blob=True, max_examples=HYPOTHESIS_EXAMPLES
+)
+settings.register_profile("explore", print_blob=True, max_examples=10 * HYPOTHESIS_EXAMPLES)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +44,8 @@ def process_setup() -> None:
 
 
 class TaskLeftPending(UserWarning):
-    """A test ended with tasks of its loop still running: something it started was not closed."""
+    """A test ended with tasks of its loop still running: something it started was not closed.
+    An error, not a warning, in the pytest configuration (setup.cfg): the test fails."""
 
 
 @pytest.fixture
@@ -41,10 +55,12 @@ def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
 
     Torn down as `tornado.testing.AsyncTestCase` does, every task ended before the loop closes:
     one still ending (a WebSocket's closing handshake) gets SETTLE_TIMEOUT to finish; one still
-    running after that was left behind, so it is cancelled and reported as TaskLeftPending."""
+    running after that was left behind, so it is cancelled and reported as TaskLeftPending
+    (once the loop is closed: the report fails the test)."""
     loop = tornado.ioloop.IOLoop(make_current=False)
     asyncio.set_event_loop(loop.asyncio_loop)
     yield loop
+    names = []
     pending = [task for task in asyncio.all_tasks(loop.asyncio_loop) if not task.done()]
     if pending:
         _, left = loop.run_sync(lambda: asyncio.wait(pending, timeout=SETTLE_TIMEOUT))
@@ -53,9 +69,10 @@ def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
         if left:
             loop.run_sync(lambda: asyncio.wait(left))
             names = sorted(task.get_coro().__qualname__ for task in left)
-            warnings.warn(f"tasks left running by the test: {names}", TaskLeftPending, stacklevel=1)
     asyncio.set_event_loop(None)
     loop.close(all_fds=True)
+    if names:
+        warnings.warn(f"tasks left running by the test: {names}", TaskLeftPending, stacklevel=1)
 
 
 def _required_env(name: str) -> str:
@@ -157,23 +174,31 @@ def services_dir() -> pathlib.Path:
 @pytest.fixture
 def redis_outage(services_dir: pathlib.Path, redis_db: redis.Redis) -> Iterator[RedisOutage]:
     """Stops and restarts the suite's real Redis; always leaves it running afterwards."""
-    outage = RedisOutage(services_dir, int(os.environ["REDIS_PORT"]))
+    outage = RedisOutage(services_dir, int(os.environ["REDIS_PORT"]), redis_db)
     yield outage
     outage.end()
 
 
 class RedisOutage:
-    def __init__(self, services_dir: pathlib.Path, port: int) -> None:
+    """The suite's Redis has no persistence: it comes back empty, unless the outage keeps the
+    data (a snapshot saved before the stop, loaded at the start, then deleted)."""
+
+    def __init__(self, services_dir: pathlib.Path, port: int, db: redis.Redis) -> None:
         self.dir = services_dir
         self.port = port
+        self.db = db
 
-    def begin(self) -> None:
+    def begin(self, keep_data: bool = False) -> None:
+        if keep_data:
+            self.db.save()
         subprocess.run([ROOT / "scripts" / "services.sh", "redis-stop", self.dir], check=True)
 
     def end(self) -> None:
         subprocess.run(
             [ROOT / "scripts" / "services.sh", "redis-start", self.dir, str(self.port)], check=True
         )
+        # so that a later restart comes back empty again
+        (self.dir / self.db.config_get("dbfilename")["dbfilename"]).unlink(missing_ok=True)
 
 
 @pytest.fixture

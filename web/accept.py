@@ -10,9 +10,10 @@ failures go on (FIRST_PAUSE up to MAX_PAUSE), counts it (``rollcall_accept_failu
 and logs one WARNING per REPORT_INTERVAL with the count. The connections already held are
 served as before; the clients waiting meanwhile stay in the kernel's backlog.
 
-This module and ``AcceptBackoff`` are the one place that relies on Tornado's ``TCPServer``
-internals (``_sockets``, ``_handlers``, ``_handle_connection``, which ``add_sockets`` fills and
-``stop`` reads); Tornado's series is asserted at import, as protocol/sessions.py does.
+``AcceptBackoff`` is the one place that relies on Tornado's ``TCPServer`` internals
+(``_sockets``, ``_handlers``, ``_handle_connection``, which ``add_sockets`` fills and ``stop``
+reads): docs/architecture.md, "Other libraries' internals", and tests/integration/operations/
+test_accept.py.
 """
 
 from __future__ import annotations
@@ -27,10 +28,6 @@ from typing import Any
 from tornado.ioloop import IOLoop
 
 import metrics
-from protocol.sessions import TORNADO_SERIES
-from protocol.versions import require
-
-require("tornado", TORNADO_SERIES)
 log = logging.getLogger(__name__)
 
 #: accept() errors that mean "no file descriptor or buffer for one more connection now"

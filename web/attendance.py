@@ -1,9 +1,10 @@
 """The roll call as a CSV file (GET /lessons/{lesson_id}/attendance.csv), for a spreadsheet.
 
-One row per roster entry, the columns named like the JSON fields (RFC 4180: CRLF line ends,
-quoted where needed, UTF-8). Ids are chosen by clients, and a spreadsheet runs a cell that starts
-with `=`, `+`, `-` or `@` as a formula, so such an id is written with a leading `'` (OWASP's advice
-against CSV injection); every other value is written as the JSON has it, null as an empty cell.
+One row per roster entry, then one per unverified claim (column `verified` false), the columns
+named like the JSON fields (RFC 4180: CRLF line ends, quoted where needed, UTF-8). Ids are chosen
+by clients, and a spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` as a formula, so
+such an id is written with a leading `'` (OWASP's advice against CSV injection); every other value
+is written as the JSON has it, null as an empty cell.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class AttendanceHandler(LessonReadHandler):
         self.set_header("Content-Type", CSV_CONTENT_TYPE)
         self.set_header("Content-Disposition", content_disposition(presence.lesson_id, today))
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.finish(attendance_csv(presence.roster))
+        self.finish(attendance_csv([*presence.roster, *(presence.unverified or ())]))
 
 
 class LessonViewHandler(AdminPageHandler):

@@ -10,10 +10,15 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
+import tornado.routing
+import tornado.web
 
 from web.accept import AcceptBackoff
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: the schemes a proxy may say the client used
+SCHEMES = frozenset({"http", "https"})
 
 
 class TrustedProxies:
@@ -25,38 +30,65 @@ class TrustedProxies:
     def __contains__(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
-        except ValueError:  # a Unix socket's peer has no address
+        except ValueError:
+            return False
+        if ip.is_unspecified:  # what Tornado names a Unix socket's peer, which has no address
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in network for network in self.networks)
 
 
-class ProxiedHTTPServer(AcceptBackoff, tornado.httpserver.HTTPServer):
-    """Tornado's HTTP server, taking the client address (and scheme) from the forwarding
-    headers only on connections whose peer is a trusted proxy (and pausing its accepts when out
-    of file descriptors: web/accept.py).
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
-    Tornado reads its ``xheaders`` setting once per request, when the request starts; it is set
-    there for that connection's peer.
-    """
+
+class _ForwardedRouter(tornado.routing.Router):
+    """Routes every request to the application, after naming its client: when the TCP peer is a
+    trusted proxy, X-Real-IP, else the last X-Forwarded-For hop that is not a trusted proxy
+    itself, is the client's address, and X-Forwarded-Proto (or X-Scheme) its scheme."""
+
+    def __init__(self, app: tornado.web.Application, trusted: TrustedProxies) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    def find_handler(
+        self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
+    ) -> tornado.httputil.HTTPMessageDelegate | None:
+        if request.remote_ip in self.trusted:
+            self._forwarded(request)
+        return self.app.find_handler(request, **kwargs)
+
+    def _forwarded(self, request: tornado.httputil.HTTPServerRequest) -> None:
+        headers = request.headers
+        client = headers.get("X-Real-IP", "").strip()
+        if not _is_address(client):
+            hops = [hop.strip() for hop in headers.get("X-Forwarded-For", "").split(",")]
+            client = next((hop for hop in reversed(hops) if hop not in self.trusted), hops[0])
+        if _is_address(client):
+            request.remote_ip = client
+        scheme = headers.get("X-Scheme", headers.get("X-Forwarded-Proto", ""))
+        scheme = scheme.split(",")[-1].strip().lower()
+        if scheme in SCHEMES:
+            request.protocol = scheme
+
+
+class ProxiedHTTPServer(AcceptBackoff, tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server for one application, taking the client address (and scheme) from
+    the forwarding headers only on connections whose peer is a trusted proxy (and pausing its
+    accepts when out of file descriptors: web/accept.py)."""
 
     def initialize(  # type: ignore[override]
-        self, request_callback: Any, trusted_proxies: Iterable[Network] = (), **kwargs: Any
+        self,
+        request_callback: tornado.web.Application,
+        trusted_proxies: Iterable[Network] = (),
+        **kwargs: Any,
     ) -> None:
         kwargs.pop("xheaders", None)
-        super().initialize(request_callback, **kwargs)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
-
-    def start_request(
-        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
-    ) -> tornado.httputil.HTTPMessageDelegate:
-        self.xheaders = _peer(request_conn) in self.trusted_proxies
-        return super().start_request(server_conn, request_conn)
-
-
-def _peer(request_conn: tornado.httputil.HTTPConnection) -> str:
-    """The address of the connection's TCP peer ("" for a Unix socket)."""
-    context = getattr(request_conn, "context", None)  # what Tornado's HTTP/1 connection keeps
-    address = getattr(context, "address", None)
-    return address[0] if isinstance(address, tuple) else ""
+        router = _ForwardedRouter(request_callback, self.trusted_proxies)
+        super().initialize(router, **kwargs)

@@ -1,6 +1,9 @@
 """Reads one lesson's live presence back from the Redis keys that join_lesson writes, and its roll
 call: the enrolment in PostgreSQL against the roster records in Redis.
 
+A join whose token does not vouch for its `user_id` is an unverified claim (store/roster.py): it
+is listed apart, never as the attendance of the student it names.
+
 The admin view shows exactly what the platform's other services would read, so it reads the
 same keys (named in store.presence) rather than any in-process state: with several rollcall
 processes behind a load balancer, any one of them shows the whole lesson.
@@ -12,14 +15,17 @@ import asyncio
 import datetime
 from dataclasses import dataclass
 
-from store.lessons import Enrolment, LessonStore
+from store.lessons import MAX_SEAT_COUNT, Enrolment, LessonStore
 from store.presence import LessonKeys, PresenceStore
-from store.roster import RosterRecord, parse_roster
+from store.roster import RosterRecord, parse_claims, parse_roster
 
 PRESENT = "present"
 ABSENT = "absent"
 LEFT = "left"
 STATUSES = (PRESENT, ABSENT, LEFT)
+#: the status of an unverified claim: never one of STATUSES, so that nothing counts it as the
+#: attendance of the student it names
+UNVERIFIED = "unverified"
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,8 @@ class Participant:
 
 @dataclass(frozen=True)
 class RosterRow:
-    """One line of the roll call: an enrolled student, or a participant who joined without being
-    enrolled."""
+    """One line of the roll call: an enrolled student, a participant who joined without being
+    enrolled, or an unverified claim (`verified` false)."""
 
     user_id: str
     seat: int | None
@@ -50,11 +56,13 @@ class RosterRow:
     first_joined_at: datetime.datetime | None
     last_seen_at: datetime.datetime | None
     reconnects: int
+    #: false for an unverified claim: a join whose token did not vouch for `user_id`
+    verified: bool = True
 
     #: the fields, in the order of the JSON object and of the CSV columns
     FIELDS = (
         "user_id", "seat", "enrolled", "status", "client_id",
-        "first_joined_at", "last_seen_at", "reconnects",
+        "first_joined_at", "last_seen_at", "reconnects", "verified",
     )
 
     @classmethod
@@ -67,6 +75,14 @@ class RosterRow:
             record.first_joined_at, record.last_seen_at, record.joins - 1,
         )
 
+    @classmethod
+    def claim(cls, record: RosterRecord, enrolled: bool) -> RosterRow:
+        """An unverified claim to be `record.user_id`: no seat and no status of that user's."""
+        return cls(
+            record.user_id, None, enrolled, UNVERIFIED, record.client_id,
+            record.first_joined_at, record.last_seen_at, record.joins - 1, verified=False,
+        )
+
     def as_json(self) -> dict[str, object]:
         return {
             "user_id": self.user_id,
@@ -77,6 +93,7 @@ class RosterRow:
             "first_joined_at": _iso(self.first_joined_at),
             "last_seen_at": _iso(self.last_seen_at),
             "reconnects": self.reconnects,
+            "verified": self.verified,
         }
 
 
@@ -94,6 +111,15 @@ class LessonPresence:
     seat_count: int | None
     #: enrolled students first (by seat, unseated last), then the others; None: roster off
     roster: list[RosterRow] | None
+    #: the unverified claims, by user_id then client id; None: roster off
+    unverified: list[RosterRow] | None = None
+
+    def chart_seats(self) -> int | None:
+        """How many seat cells the page draws: `seat_count` held to what a seat map may hold,
+        so that an absurd `lesson` row (10**9 seats) cannot hang an admin's browser."""
+        if self.seat_count is None:
+            return None
+        return max(0, min(self.seat_count, MAX_SEAT_COUNT))
 
     def counts(self) -> dict[str, int] | None:
         """How many enrolled students are present, absent and left (they add up to enrolled);
@@ -116,7 +142,11 @@ class LessonPresence:
             ],
             "seats": self.seats,
             "seat_count": self.seat_count,
+            "chart_seats": self.chart_seats(),
             "roster": None if self.roster is None else [row.as_json() for row in self.roster],
+            "unverified": (
+                None if self.unverified is None else [row.as_json() for row in self.unverified]
+            ),
             "counts": self.counts(),
         }
 
@@ -139,6 +169,14 @@ def roll_call(enrolment: Enrolment | None, records: dict[str, RosterRecord]) -> 
         for user_id in sorted(records) if user_id not in seats
     ]
     return rows
+
+
+def unverified_claims(enrolment: Enrolment | None, claims: list[RosterRecord]
+                      ) -> list[RosterRow]:
+    """The unverified claims, in the order given, each saying whether it names an enrolled
+    student."""
+    seats = {} if enrolment is None else enrolment.seats
+    return [RosterRow.claim(record, record.user_id in seats) for record in claims]
 
 
 class PresenceReader:
@@ -166,9 +204,10 @@ class PresenceReader:
 
     def _presence(self, lesson_id: str, keys: LessonKeys,
                   enrolment: Enrolment | None) -> LessonPresence:
-        roster = None
+        roster = unverified = None
         if self._store.roster_ttl:
             roster = roll_call(enrolment, parse_roster(keys.roster))
+            unverified = unverified_claims(enrolment, parse_claims(keys.unverified))
         return LessonPresence(
             lesson_id=lesson_id,
             teachers=[Teacher(user_id, sid) for user_id, sid in sorted(keys.teachers.items())],
@@ -179,4 +218,5 @@ class PresenceReader:
             seats={seat: keys.seats[seat] for seat in sorted(keys.seats, key=_seat_order)},
             seat_count=None if enrolment is None else enrolment.seat_count,
             roster=roster,
+            unverified=unverified,
         )

@@ -24,6 +24,7 @@ FLAGS = (
     "--headless",
     "--no-sandbox",  # the suite runs as root in CI
     "--disable-gpu",
+    "--hide-scrollbars",  # a page taller than the window is still as wide as the window
     "--disable-dev-shm-usage",
     "--disable-background-networking",
     "--disable-component-update",

@@ -1,7 +1,8 @@
 """Helpers of the healing tests: rollcall processes with short liveness settings, the process id
 each one logs, the bookkeeping keys of a process, waiting for a state of Redis with a deadline
-(the sweep is periodic: there is no event of it to await), and a network partition between
-rollcall and Redis."""
+(the sweep is periodic: there is no event of it to await), what in Redis still names a sid,
+participants that join again whenever they reconnect, and a network partition between rollcall
+and Redis."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import redis
+import socketio
 
 from store.keys import ALIVE_KEY, HELD_KEY, PROCESSES_KEY, SWEPT_KEY
-from tests.support import ServerProcess, free_port
-from tests.support.joins import EVENT_TIMEOUT, participant_token, request
+from tests.support import SUCCESS, ServerProcess, free_port
+from tests.support.joins import ACK_TIMEOUT, EVENT_TIMEOUT, participant_token, request
 from tests.support.lifecycle import RawWebSocketClient
 
 T = TypeVar("T")
@@ -98,6 +100,73 @@ def swept_by(db: redis.Redis, process_id: str) -> str | None:
 
 def registered(db: redis.Redis) -> set[str]:
     return db.smembers(PROCESSES_KEY)
+
+
+def naming(db: redis.Redis, sid: str) -> list[tuple[str, str]]:
+    """Every (key, field) of the database whose value holds `sid`: presence fields (the sid
+    itself), roster records (JSON holding it) and held records (the sid itself)."""
+    found = []
+    for key in db.keys("*"):
+        kind = db.type(key)
+        if kind == "hash":
+            found += [(key, field) for field, value in db.hgetall(key).items() if sid in value]
+        elif kind == "string" and sid in (db.get(key) or ""):
+            found.append((key, ""))
+    return sorted(found)
+
+
+class RejoiningParticipant:
+    """A python-socketio participant that, like a real app, reconnects by itself and joins its
+    lesson again on every connect: what a process that starts over (dropping its connections)
+    relies on. `sids` lists every sid it joined under, the current one last."""
+
+    def __init__(self, url: str, client_id: str, secret: str) -> None:
+        self.url = url
+        self.client_id = client_id
+        self._secret = secret
+        self.sio = socketio.AsyncClient(
+            reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5,
+            randomization_factor=0,
+        )  # fmt: skip
+        self.sids: list[str] = []
+        self._joins: set[asyncio.Task[None]] = set()
+        self.sio.on("connect", self._on_connect)
+
+    async def connect(self) -> RejoiningParticipant:
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=ACK_TIMEOUT)
+        return self
+
+    @property
+    def sid(self) -> str | None:
+        """The sid it has joined under and is still connected with, if any."""
+        sid = self.sio.get_sid() if self.sio.connected else None
+        return sid if self.sids and sid == self.sids[-1] else None
+
+    async def _on_connect(self) -> None:
+        # a task: the connect handler runs inside the client's read loop, which the ack needs
+        task = asyncio.get_running_loop().create_task(self._join())
+        self._joins.add(task)
+        task.add_done_callback(self._joins.discard)
+
+    async def _join(self) -> None:
+        sid = self.sio.get_sid()
+        token = participant_token(self.client_id, self._secret)
+        payload = request(user_id=self.client_id, access_token=token)
+        try:
+            ack = await self.sio.call("join_lesson", payload, timeout=ACK_TIMEOUT)
+        except socketio.exceptions.SocketIOError:
+            return  # dropped meanwhile: the next connect joins again
+        if ack == SUCCESS and sid is not None:
+            self.sids.append(sid)
+
+    async def close(self) -> None:
+        """Stop reconnecting, disconnect, and wait for its joins and Engine.IO loops to end."""
+        read_loop = self.sio.eio.read_loop_task
+        await self.sio.shutdown()
+        await asyncio.gather(*self._joins, return_exceptions=True)
+        if read_loop is not None:
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                await read_loop
 
 
 def join_frame(ack_id: int, client_id: str, secret: str) -> str:

@@ -35,8 +35,15 @@ def token(claims: dict[str, Any], secret: str) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def participant_token(client_id: str, secret: str, lifetime: int = 3600) -> str:
-    return token({"client_id": client_id, "exp": int(time.time()) + lifetime}, secret)
+def participant_token(
+    client_id: str, secret: str, lifetime: int = 3600, user_id: str | None = None
+) -> str:
+    """A participant's token; with `user_id`, one that vouches for that user (its `user_id`
+    claim), so that its joins as `user_id` are that user's attendance."""
+    claims: dict[str, Any] = {"client_id": client_id, "exp": int(time.time()) + lifetime}
+    if user_id is not None:
+        claims["user_id"] = user_id
+    return token(claims, secret)
 
 
 def teacher_token(user_id: str, secret: str, lifetime: int = 3600) -> str:
@@ -104,20 +111,30 @@ class Client:
                                    timeout=ACK_TIMEOUT)
 
     async def close(self) -> None:
+        """Disconnect, and wait until the client's Engine.IO loops have ended: after a drop by
+        the server they may still be noticing it (up to a ping interval and timeout), and
+        disconnect() alone would not wait for them."""
+        read_loop = self.sio.eio.read_loop_task
         await self.sio.disconnect()
+        if read_loop is not None:
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                await read_loop
 
 
 async def assert_refused(client: Client, sio: Any, args: tuple, code: str) -> None:
-    """The join answers ERROR with `code`, and the socket is in no lesson room and has no
-    session data (the Redis side is the caller's to compare)."""
+    """The join answers ERROR with `code`, and the socket's rooms and session are exactly what
+    they were before it: on a new connection, its own room alone and no session data (the
+    Redis side is the caller's to compare)."""
+    rooms = sorted(sio.rooms(client.sid))
+    session = dict(await sio.get_session(client.sid))  # a copy: the join may change the dict
     ack = await client.join(*args)
     assert ack["status"] == "ERROR"
     assert ack["data"]["code"] == code
     assert isinstance(ack["data"]["message"], str)
     assert set(ack) == {"status", "data"}
     assert set(ack["data"]) == {"code", "message"}
-    assert sio.rooms(client.sid) == [client.sid] or LESSON not in sio.rooms(client.sid)
-    assert await sio.get_session(client.sid) == {}
+    assert sorted(sio.rooms(client.sid)) == rooms
+    assert await sio.get_session(client.sid) == session
 
 
 class MixpanelSink(tornado.web.RequestHandler):

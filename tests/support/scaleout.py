@@ -1,5 +1,6 @@
-"""Helpers of the scale-out tests: rollcall processes sharing one Redis channel, and clients that
-record every event the server pushes, so tests await events instead of sleeping."""
+"""Helpers of the scale-out tests: rollcall processes sharing one Redis channel, clients that
+record every event the server pushes, so tests await events instead of sleeping, and a Redis of
+a test's own for the message queue (started and stopped by the test)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.support.joins import ACK_TIMEOUT, EVENT_TIMEOUT, Client, participant_
 
 #: what a test marks the end of a stream with: an event it can await instead of sleeping
 SENTINEL = "sentinel"
+#: what redis-server logs once it accepts connections
+REDIS_READY_LINE = b"Ready to accept connections"
 
 
 class Listener(Client):
@@ -112,3 +115,33 @@ class Subscriptions(logging.Handler):
             while self.count < count:
                 self._changed.clear()
                 await self._changed.wait()
+
+
+class DedicatedRedis:
+    """A redis-server of one test's own on `port` (no persistence), for a message queue that is
+    down when a process starts: the suite's Redis serves every other test meanwhile."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, port: int) -> DedicatedRedis:
+        proc = await asyncio.create_subprocess_exec(
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--logfile", "", stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        redis = cls(proc)
+        try:
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                assert proc.stdout is not None
+                while REDIS_READY_LINE not in await proc.stdout.readline():
+                    assert proc.returncode is None, "redis-server exited"
+        except BaseException:
+            await redis.stop()
+            raise
+        return redis
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await self.proc.communicate()  # reads what is left of its log, waits for its exit

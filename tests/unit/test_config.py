@@ -18,6 +18,7 @@ EVERY_FLAG = (
     "--access-token-secret",
     "--participant-roles",
     "--teacher-auth",
+    "--user-id-claim",
     "--mixpanel-token",
     "--mixpanel-events-url",
     "--cors-allowed-origins",

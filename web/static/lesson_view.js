@@ -9,7 +9,7 @@
   const source = body.dataset.source;
   const interval = Number(body.dataset.interval);
   const byId = (id) => document.getElementById(id);
-  const SYMBOL = { present: "●", left: "◐", absent: "○", empty: "·" };
+  const SYMBOL = { present: "●", left: "◐", absent: "○", empty: "·", unverified: "?" };
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -49,10 +49,11 @@
     return node;
   }
 
-  // Cells 1 … seat_count, each with the students enrolled in that seat (usually one).
+  // Cells 1 … chart_seats (seat_count, held to what a seat map may hold), each with the
+  // students enrolled in that seat (usually one).
   function chart(lesson) {
     const cells = [];
-    for (let seat = 1; seat <= (lesson.seat_count || 0); seat += 1) {
+    for (let seat = 1; seat <= (lesson.chart_seats || 0); seat += 1) {
       const students = lesson.roster.filter((e) => e.enrolled && e.seat === seat);
       const status = students.length ? students[0].status : "empty";
       const cell = el("li", `seat status-${status}`);
@@ -69,7 +70,7 @@
   }
 
   function seated(lesson, entry) {
-    return entry.seat !== null && entry.seat >= 1 && entry.seat <= (lesson.seat_count || 0);
+    return entry.seat !== null && entry.seat >= 1 && entry.seat <= (lesson.chart_seats || 0);
   }
 
   function list(id, entries, empty, describe) {
@@ -85,13 +86,20 @@
 
   function renderRoster(lesson) {
     const note = byId("chart-note");
-    note.hidden = lesson.roster !== null && lesson.seat_count !== null;
+    note.hidden = lesson.roster !== null && lesson.seat_count !== null
+      && lesson.seat_count === lesson.chart_seats;
     if (lesson.roster === null) {
       note.textContent = "The roster is off on this server (--roster-ttl 0).";
-      for (const id of ["chart", "unseated", "outsiders"]) byId(id).replaceChildren();
+      for (const id of ["chart", "unseated", "outsiders", "unverified"]) {
+        byId(id).replaceChildren();
+      }
       return;
     }
     if (lesson.seat_count === null) note.textContent = "No such lesson in the database.";
+    else if (lesson.seat_count !== lesson.chart_seats) {
+      note.textContent = `The lesson row says ${lesson.seat_count} seats; the chart draws `
+        + `${lesson.chart_seats}, as many as a seat map holds.`;
+    }
     const counts = lesson.counts;
     for (const name of ["present", "left", "absent", "enrolled"]) {
       byId(`count-${name}`).textContent = String(counts[name]);
@@ -103,6 +111,9 @@
     list("unseated", lesson.roster.filter((e) => e.enrolled && !seated(lesson, e)),
       "everyone enrolled has a seat", (e) => (e.seat === null ? "" : `seat ${e.seat} is not in the chart`));
     list("outsiders", outsiders, "nobody", (e) => `client ${e.client_id}`);
+    byId("count-unverified").textContent = String(lesson.unverified.length);
+    list("unverified", lesson.unverified, "none", (e) =>
+      `claimed by client ${e.client_id} at ${clock(e.first_joined_at)}`);
   }
 
   function renderConnections(lesson) {

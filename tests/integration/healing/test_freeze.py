@@ -32,6 +32,12 @@ from tests.support.lifecycle import RawWebSocketClient
 SLOW_PINGS = ("--ping-interval", "30", "--ping-timeout", "30")
 
 
+def n_lines(lines: list[str], count: int) -> list[str] | None:
+    """`lines` once there are `count` of them (more would be a failure of its own)."""
+    assert len(lines) <= count, lines
+    return lines if len(lines) == count else None
+
+
 async def frames_until_closed(client: RawWebSocketClient) -> list[str]:
     frames = []
     async with asyncio.timeout(EVENT_TIMEOUT):
@@ -67,8 +73,20 @@ async def test_a_frozen_process_swept_meanwhile_writes_nothing_back(
             new = frozen.process_id
             await wait_for(lambda: alive(redis_db, new), "its new liveness key")
 
+            # Both waiting joins were read and handled: each refused as swept (UNAVAILABLE) or
+            # cut short by the drop of its connection (DISCONNECTED), never a SUCCESS; an ack
+            # can only be an UNAVAILABLE one.
+            outcomes = [
+                line.partition(" outcome=")[2].split()[0]
+                for line in await wait_for(
+                    lambda: n_lines(frozen.lines_with(f"event=join sid={raw.sid} "), 2),
+                    "both waiting joins to be handled",
+                )
+            ]
+            assert set(outcomes) <= {"UNAVAILABLE", "DISCONNECTED"}, outcomes
             acks = [json.loads(frame[3:]) for frame in frames if frame.startswith("43")]
-            assert all(ack[0]["data"]["code"] == "UNAVAILABLE" for ack in acks), frames
+            assert [ack[0]["data"]["code"] for ack in acks] == ["UNAVAILABLE"] * len(acks), frames
+            assert len(acks) <= outcomes.count("UNAVAILABLE"), (frames, outcomes)
             assert not redis_db.exists(STUDENTS, "c9")
             assert redis_db.hget("c1", "sid") == ""
             assert not alive(redis_db, old) and registered(redis_db) == {
@@ -103,6 +121,7 @@ async def test_a_join_refused_as_swept_answers_unavailable_then_the_process_star
     """In-process, so that the join surely reaches Redis before the heartbeat notices."""
     old = services.presence.process_id
     client = await connect()
+    sid = client.sid  # the client forgets it once dropped, maybe before the test looks
     survivor = PresenceStore.open(redis_url, timeout=2.0)
     try:
         await Liveness(survivor, 5.0).renew()
@@ -114,8 +133,9 @@ async def test_a_join_refused_as_swept_answers_unavailable_then_the_process_star
         assert not redis_db.exists(STUDENTS, "c1")
         assert services.presence.swept.is_set()
 
+        sid = client.sid  # None once the client has seen the drop
         await rollcall.sweeper.start()
-        dropped = await server_events.wait_for("disconnect", client.sid)
+        dropped = await server_events.wait_for("disconnect", sid)
         assert dropped.reason == "server disconnect"
         new = services.presence.process_id
         assert new != old and alive(redis_db, new)

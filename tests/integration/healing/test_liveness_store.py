@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,11 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from store.errors import ProcessSwept
-from store.keys import ALIVE_KEY, PROCESSES_KEY, ROSTER_KEY, SWEPT_KEY
+from store.keys import ALIVE_KEY, PROCESSES_KEY, ROSTER_KEY, SWEPT_KEY, UNVERIFIED_KEY
 from store.liveness import SWEEP_SCRIPT, Claim, ClaimLost, Liveness, Renewal
 from store.presence import (
     RECORD_TTL,
     SWEPT_TTL,
+    ClaimEntry,
     Leave,
     ParticipantEntry,
     ParticipantJoin,
@@ -30,7 +32,7 @@ from store.presence import (
     held_field,
     parse_held_field,
 )
-from store.roster import parse_record
+from store.roster import claim_field, parse_record
 from tests.support.healing import alive, held, registered, swept_by
 
 L1, L2 = "lesson-1", "lesson-2"
@@ -358,3 +360,49 @@ def test_a_malformed_sweep_is_refused_and_writes_nothing(redis_db: redis.Redis, 
         redis_db.eval(SWEEP_SCRIPT.text, len(keys), *keys, *argv)
 
     assert {key: redis_db.dump(key) for key in redis_db.keys("*")} == before
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_unverified_claim_is_held_left_and_swept_like_a_roster_record(
+    redis_db: redis.Redis, redis_url: str
+):
+    """A join whose token does not vouch for its user_id keeps a claim instead of the user's
+    roster record: the held record names it, a leave and the sweep of a dead process mark it
+    left, and the user's own record is never written."""
+    claims = UNVERIFIED_KEY.format(lesson_id=L1)
+
+    def claim_sid(client_id: str) -> str | None:
+        raw = redis_db.hget(claims, claim_field(user("c1"), client_id))
+        parsed = parse_record(user("c1"), raw or "")
+        return None if parsed is None else parsed.sid
+
+    async with process(redis_url) as dead, process(redis_url) as survivor:
+        store, pid = store_of(dead), dead.process_id
+        forged = [participant(L1, "c1", "s1", verified=False)]
+        forged.append(dataclasses.replace(forged[0], client_id="c2", sid="s2"))
+        for join in forged:
+            await store.join(join)
+        c1, c2 = (ClaimEntry(L1, user("c1"), client_id) for client_id in ("c1", "c2"))
+        assert held(redis_db, pid) == {
+            f(ParticipantEntry(L1, "c1")): "s1", f(c1): "s1",
+            f(ParticipantEntry(L1, "c2")): "s2", f(c2): "s2",
+        }
+        assert (claim_sid("c1"), claim_sid("c2")) == ("s1", "s2")
+        assert not redis_db.exists(ROSTER_KEY.format(lesson_id=L1))
+
+        assert await store.leave(Leave("s1", forged[0].entries)) == 2  # the claim not counted
+        assert claim_sid("c1") == ""
+
+        await survivor.renew()
+        assert await survivor.claim(pid) is Claim.CLAIMED
+        result = await survivor.sweep(pid)
+        assert (result.entries, result.ghosts, result.rosters) == (2, 1, 1)
+        assert (claim_sid("c1"), claim_sid("c2")) == ("", "")
+        assert not redis_db.exists(ROSTER_KEY.format(lesson_id=L1))
+
+
+@given(lesson_id=st.text(min_size=1, max_size=128), user_id=st.text(min_size=1, max_size=128),
+       client_id=st.text(min_size=1, max_size=128))
+def test_a_claims_held_field_names_it_whatever_the_ids_hold(lesson_id, user_id, client_id):
+    entry = ClaimEntry(lesson_id, user_id, client_id)
+    assert parse_held_field(held_field(entry)) == entry

@@ -91,8 +91,8 @@ async def test_unreachable_postgres_is_unavailable(
 async def test_key_prefix_applies_to_every_key(connect, lesson, redis_db, variant):
     client = await connect()
 
-    assert await client.join(request(access_token=participant_token("c1", PLATFORM_SECRET))) \
-        == SUCCESS
+    token = participant_token("c1", PLATFORM_SECRET, user_id="u1")
+    assert await client.join(request(access_token=token)) == SUCCESS
     assert await client.join(teacher_request("t1", PLATFORM_SECRET)) == SUCCESS
 
     assert set(snapshot(redis_db)) == {

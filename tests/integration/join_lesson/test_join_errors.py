@@ -12,7 +12,7 @@ import pytest
 
 from config import Config
 from handlers import join_lesson
-from tests.support import TEST_TOKEN_SECRET
+from tests.support import SUCCESS, TEST_TOKEN_SECRET
 from tests.support.joins import (
     LESSON,
     assert_refused,
@@ -140,11 +140,22 @@ async def test_token_is_checked_before_the_lesson(connect, redis_db, prior_state
     await assert_refused(client, sio, args, "INVALID_TOKEN")
 
 
+async def assert_nothing_written_since(client, prior_state: dict, redis_db) -> None:
+    """Redis holds exactly `prior_state`, once a join that writes nothing (no token, into a
+    lesson whose seat map exists) has gone through the server: a write the refused join left
+    pending (a retry, a late script) is sent before it, so it would show."""
+    assert await client.join(request(user_id="nobody")) == SUCCESS
+    assert snapshot(redis_db) == prior_state
+
+
 @pytest.mark.gen_test(timeout=30)
-async def test_unavailable_when_redis_is_down(connect, lesson, redis_db, redis_outage, sio, secret):
+async def test_unavailable_when_redis_is_down(
+    connect, lesson, redis_db, prior_state, redis_outage, sio, secret
+):
     client = await connect()
     # Off the loop: blocking it would stall the short test heartbeats and drop the connection.
-    await asyncio.to_thread(redis_outage.begin)
+    # The outage keeps the data, so that what the join might write shows against prior_state.
+    await asyncio.to_thread(redis_outage.begin, True)
     started = time.monotonic()
 
     await assert_refused(client, sio, (request(access_token=participant_token("c1", secret)),),
@@ -152,27 +163,32 @@ async def test_unavailable_when_redis_is_down(connect, lesson, redis_db, redis_o
 
     assert time.monotonic() - started < 1.0
     await asyncio.to_thread(redis_outage.end)
-    assert snapshot(redis_db) == {}
+    assert snapshot(redis_db) == prior_state
+    await assert_nothing_written_since(client, prior_state, redis_db)
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_unavailable_when_postgres_does_not_answer_in_time(
-    connect, lesson, database, redis_db, prior_state, sio, config
+    connect, lesson, database, redis_db, prior_state, sio, config, secret
 ):
+    """A participant with a token: a join that went on regardless would write presence keys
+    (a join without one writes nothing into a lesson whose seat map exists)."""
     client = await connect()
     database.autocommit = False
     with database.cursor() as cur:
         cur.execute("LOCK TABLE lesson IN ACCESS EXCLUSIVE MODE")
     started = time.monotonic()
     try:
-        await assert_refused(client, sio, (request(),), "UNAVAILABLE")
+        await assert_refused(
+            client, sio, (request(access_token=participant_token("c1", secret)),), "UNAVAILABLE"
+        )
     finally:
         database.rollback()
         database.autocommit = True
 
     elapsed = time.monotonic() - started
     assert config.store_timeout <= elapsed < config.store_timeout + 1.0
-    assert snapshot(redis_db) == prior_state
+    await assert_nothing_written_since(client, prior_state, redis_db)
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -72,7 +72,7 @@ async def test_participant_join_writes_exactly_the_participant_keys(
 ):
     client = await connect()
 
-    ack = await client.join(request(access_token=participant_token("c1", secret)))
+    ack = await client.join(request(access_token=participant_token("c1", secret, user_id="u1")))
 
     assert ack == SUCCESS
     state = snapshot(redis_db)

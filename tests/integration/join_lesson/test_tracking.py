@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -66,13 +67,23 @@ def dropped_total() -> float:
 
 @pytest.mark.gen_test
 async def test_without_a_token_tracking_is_off():
-    tracker = Tracker(None)
+    """Given an endpoint that would take them, nothing is queued, no worker thread starts, and
+    no event arrives."""
+    events: list[dict[str, Any]] = []
+    url, server = serve(MixpanelSink, events=events)
+    threads = set(threading.enumerate())
+    tracker = Tracker(None, url)
+    try:
+        tracker.track("c1", "reconnect", {"lesson_id": "l1", "role": "student"})
+        assert tracker.queue_length() == 0
+        assert set(threading.enumerate()) == threads
+        await tracker.drain()
+    finally:
+        await tracker.close()
+        server.stop()
+        await server.close_all_connections()
 
-    tracker.track("c1", "reconnect", {})
-    await tracker.drain()
-    await tracker.close()
-
-    assert not tracker.enabled
+    assert events == []
 
 
 @pytest.mark.gen_test(timeout=10)

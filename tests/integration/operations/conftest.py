@@ -57,8 +57,9 @@ async def admin_get(url: str, path: str, headers: dict[str, str] | None = BEARER
     )
 
 
-def participant_token(client_id: str) -> str:
-    return tokens.participant_token(client_id, TEST_TOKEN_SECRET)
+def participant_token(client_id: str, user_id: str | None = None) -> str:
+    """A participant's token; with `user_id`, one that vouches for that user."""
+    return tokens.participant_token(client_id, TEST_TOKEN_SECRET, user_id=user_id)
 
 
 def teacher_token(user_id: str) -> str:
@@ -92,8 +93,8 @@ async def join(client: socketio.AsyncClient, **fields: object) -> dict:
 async def join_as(client: socketio.AsyncClient, user_id: str, lesson_id: str,
                   client_id: str | None = None) -> None:
     """Join `lesson_id` as the student `user_id`, with a token of `client_id` (by default
-    `c-{user_id}`), and check that it succeeded."""
-    token = participant_token(client_id or f"c-{user_id}")
+    `c-{user_id}`) that vouches for `user_id`, and check that it succeeded."""
+    token = participant_token(client_id or f"c-{user_id}", user_id)
     ack = await join(client, user_id=user_id, lesson_id=lesson_id, role="student",
                      access_token=token)
     assert ack == {"status": "SUCCESS", "data": {}}, ack

@@ -21,7 +21,9 @@ class Hello(tornado.web.RequestHandler):
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_the_acceptor_serves_the_listening_socket_and_stop_closes_it() -> None:
+async def test_tornado_tcpserver_sockets_handlers_handle_connection_serve_and_stop() -> None:
+    """If this fails, Tornado changed what add_sockets fills or stop reads: web/accept.py's
+    AcceptBackoff must follow."""
     server = ProxiedHTTPServer(tornado.web.Application([(r"/", Hello)]))
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
     port = sock.getsockname()[1]

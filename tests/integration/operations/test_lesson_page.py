@@ -8,9 +8,12 @@ import json
 import os
 import pathlib
 import struct
+import sys
 
+import psycopg2
 import pytest
 
+from store.lessons import MAX_SEAT_COUNT
 from tests.integration.operations.conftest import (
     ADMIN_TOKEN,
     OUTSIDER,
@@ -22,8 +25,11 @@ from tests.integration.operations.conftest import (
     teacher_token,
 )
 from tests.integration.operations.test_roster import csv_of, csv_rows, leave
+from tests.support import ROOT, TEST_TOKEN_SECRET
 from tests.support.chromium import BrowserError, Page, browser
+from tests.support.lessons import add_lesson
 from tests.support.lifecycle import ServerEvents
+from tests.support.scripts import DEMO_READY, DEMO_SQL, ScriptProcess
 
 UPDATE_TIMEOUT_MS = 10_000
 #: the roll call's promise: a change shows on the page within 2 s
@@ -50,6 +56,13 @@ SUMMARY = """(() => {
 PHONE = (390, 844, 2)
 DESKTOP = (1280, 800, 1)
 SCREENSHOT_DIR = "ROLLCALL_SCREENSHOT_DIR"  # where `make screenshots` wants them (docs/images)
+#: the demo class once `make demo` filled it: 19 present, 2 left, 5 absent of 26, 1 not enrolled
+DEMO_LESSON = "demo-lesson"
+DEMO_SHOWN = (
+    '["present", "left", "absent", "enrolled", "outsiders"].map((name) =>'
+    ' document.getElementById("count-" + name).textContent).join(" ") === "19 2 5 26 1"'
+    ' && document.getElementById("teacher").dataset.connected === "true"'
+)
 PRESENT_COLOUR = "rgb(26, 127, 55)"  # --present in lesson_view.css
 LEFT_COLOUR = "rgb(154, 77, 0)"  # --left
 
@@ -118,6 +131,20 @@ async def test_a_participant_who_joins_appears_without_a_reload(
         after = await shown(page, "Seat 2\ns1\n● present", tmp_path / "after.png")
         assert "Teacher: ● connected t1" in after
         assert await page.evaluate(MARKER) is True, "the page was reloaded"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_absurd_seat_count_draws_a_bounded_chart_and_says_so(
+    url: str, database: psycopg2.extensions.connection, tmp_path: pathlib.Path
+) -> None:
+    add_lesson(database, "absurd", 10**9, {"s1": 2})
+    async with browser(tmp_path / "profile") as chromium:
+        page = await open_page(chromium, url, "absurd")
+        text = await shown(page, "as many as a seat map holds", tmp_path / "absurd.png")
+        assert f"says {10**9} seats; the chart draws {MAX_SEAT_COUNT}" in text
+        cells = await page.evaluate('document.querySelectorAll("#chart .seat").length')
+        assert cells == MAX_SEAT_COUNT
+        assert "Seat 2\ns1\n○ absent" in text
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -218,34 +245,31 @@ def png_size(path: pathlib.Path) -> tuple[int, int]:
 
 @pytest.mark.gen_test(timeout=120)
 async def test_screenshots_at_a_phone_and_a_desktop_width(
-    url: str, roll_call: str, connect: Connect, server_events: ServerEvents,
-    tmp_path: pathlib.Path,
+    url: str, redis_url: str, database: psycopg2.extensions.connection, tmp_path: pathlib.Path,
 ) -> None:
-    """A lesson under way, for docs/operations.md (`make screenshots` writes them to
-    docs/images); the phone's page must fit its width."""
+    """The demo class of `make run` once `make demo` (scripts/demo.py, run as it is) filled it,
+    for the README and docs/operations.md (`make screenshots` writes them to docs/images); the
+    phone's page must fit its width."""
     target = pathlib.Path(os.environ.get(SCREENSHOT_DIR) or tmp_path)
-    teacher = await connect()
-    assert (await join(teacher, user_id="ms-rivera", lesson_id=roll_call, role="teacher",
-                       access_token=teacher_token("ms-rivera")))["status"] == "SUCCESS"
-    for student in ("ana", "dana", "dana", OUTSIDER):  # dana on a second connection
-        await join_as(await connect(), student, roll_call)
-    for _ in range(2):  # ben comes back once, then leaves again
-        ben = await connect()
-        await join_as(ben, "ben", roll_call)
-        await leave(ben, server_events)
-    expected = summary(
-        "seat 1 present ana:present:0", "seat 2 left ben:left:1",
-        "seat 3 absent chen:absent:0", "seat 4 empty ", "no seat dana:present:1",
-        f"outsider {OUTSIDER}:present:0", counts=(2, 1, 1, 4, 1), teacher=True,
+    with database.cursor() as cur:
+        cur.execute(DEMO_SQL.read_text())
+    demo = await ScriptProcess.start(
+        ROOT, sys.executable, "scripts/demo.py", "--url", url, "--redis-url", redis_url,
+        "--admin-token", ADMIN_TOKEN, env={**os.environ, "ACCESS_TOKEN_SECRET": TEST_TOKEN_SECRET},
     )
-    async with browser(tmp_path / "profile") as chromium:
-        for name, (width, height, scale) in (("phone", PHONE), ("desktop", DESKTOP)):
-            page = await chromium.new_page()
-            await page.set_viewport(width, height, scale)
-            await page.navigate(f"{url}/lessons/{roll_call}/view?token={ADMIN_TOKEN}")
-            await page.wait_for(f"{SUMMARY} === {json.dumps(expected)}", SUMMARY,
-                                UPDATE_TIMEOUT_MS)
-            assert await page.evaluate("document.documentElement.scrollWidth") <= width
-            path = target / f"lesson-view-{name}.png"
-            await page.screenshot(path, full_page=True)
-            assert png_size(path)[0] == width * scale
+    try:
+        async with asyncio.timeout(UPDATE_TIMEOUT_MS / 1000):
+            await demo.wait_for(DEMO_READY)
+        async with browser(tmp_path / "profile") as chromium:
+            for name, (width, height, scale) in (("phone", PHONE), ("desktop", DESKTOP)):
+                page = await chromium.new_page()
+                await page.set_viewport(width, height, scale)
+                await page.navigate(f"{url}/lessons/{DEMO_LESSON}/view?token={ADMIN_TOKEN}")
+                await page.wait_for(DEMO_SHOWN, SUMMARY, UPDATE_TIMEOUT_MS)
+                assert await page.evaluate("document.documentElement.scrollWidth") <= width
+                path = target / f"lesson-view-{name}.png"
+                await page.screenshot(path, full_page=True)
+                assert png_size(path)[0] == width * scale
+    finally:
+        demo.interrupt()
+        assert await demo.ended() == 0, demo.out

@@ -6,12 +6,14 @@ import dataclasses
 import json
 import logging
 
+import psycopg2
 import pytest
 import redis
 from tornado.httpclient import HTTPResponse
 
 import metrics
 from config import Config
+from store.lessons import MAX_SEAT_COUNT
 from tests.integration.operations.conftest import (
     ADMIN_TOKEN,
     BEARER,
@@ -22,6 +24,7 @@ from tests.integration.operations.conftest import (
     participant_token,
     teacher_token,
 )
+from tests.support.lessons import add_lesson
 from web.auth import COOKIE_NAME
 
 EMPTY_SEATS = {str(seat): "" for seat in range(1, SEAT_COUNT + 1)}
@@ -39,7 +42,7 @@ async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect
                      access_token=teacher_token("t1"))
     assert ack["status"] == "SUCCESS"
     ack = await join(student, user_id="s1", lesson_id=lesson, role="student",
-                     access_token=participant_token("c1"))
+                     access_token=participant_token("c1", "s1"))
     assert ack["status"] == "SUCCESS"
     redis_db.hset(f"lesson_seat_{lesson}", "3", "c9")  # assigned by the platform
 
@@ -50,12 +53,14 @@ async def test_presence_after_real_joins(url: str, lesson: str, connect: Connect
     body = json.loads(response.body)
     (row,) = body.pop("roster")  # its own tests: tests/integration/operations/test_roster.py
     assert (row["user_id"], row["status"]) == ("s1", "present")
+    assert body.pop("unverified") == []
     assert body == {
         "lesson_id": lesson,
         "teachers": [{"user_id": "t1", "sid": teacher.get_sid()}],
         "participants": [{"client_id": "c1", "sid": student.get_sid(), "role": "student"}],
         "seats": {**EMPTY_SEATS, "3": "c9"},
         "seat_count": SEAT_COUNT,
+        "chart_seats": SEAT_COUNT,
         "counts": {"enrolled": 1, "present": 1, "absent": 0, "left": 0},
     }
 
@@ -65,9 +70,23 @@ async def test_a_lesson_nobody_joined_is_empty(url: str) -> None:
     response = await get(url, "/lessons/nobody-here", BEARER)
     assert json.loads(response.body) == {
         "lesson_id": "nobody-here", "teachers": [], "participants": [], "seats": {},
-        "seat_count": None, "roster": [],
+        "seat_count": None, "chart_seats": None, "roster": [], "unverified": [],
         "counts": {"enrolled": 0, "present": 0, "absent": 0, "left": 0},
     }
+
+
+@pytest.mark.parametrize(("seat_count", "chart_seats"), [
+    (-5, 0), (0, 0), (MAX_SEAT_COUNT, MAX_SEAT_COUNT), (10**9, MAX_SEAT_COUNT),
+])
+@pytest.mark.gen_test(timeout=10)
+async def test_the_chart_is_held_to_what_a_seat_map_holds(
+    url: str, database: psycopg2.extensions.connection, seat_count: int, chart_seats: int
+) -> None:
+    """An absurd `lesson` row is reported as it is, but the page is told to draw no more cells
+    than a seat map may hold."""
+    add_lesson(database, "absurd", seat_count)
+    body = json.loads((await get(url, "/lessons/absurd", BEARER)).body)
+    assert (body["seat_count"], body["chart_seats"]) == (seat_count, chart_seats)
 
 
 @pytest.mark.gen_test(timeout=10)

@@ -34,6 +34,7 @@ EXPORTED = (
     "rollcall_leaves_pending",
     "rollcall_leaves_dropped",
     "rollcall_liveness_lapses",
+    "rollcall_unverified_joins",
     "process_resident_memory_bytes",
 )
 OPENMETRICS = "application/openmetrics-text"

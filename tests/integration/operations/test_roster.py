@@ -43,6 +43,7 @@ def absent(user_id: str, seat: int | None) -> dict[str, object]:
     return {
         "user_id": user_id, "seat": seat, "enrolled": True, "status": "absent",
         "client_id": None, "first_joined_at": None, "last_seen_at": None, "reconnects": 0,
+        "verified": True,
     }
 
 
@@ -98,7 +99,7 @@ async def test_a_join_records_the_client_and_the_time(url: str, roll_call: str, 
     row = (await roster(url))["ana"]
     assert {k: v for k, v in row.items() if not k.endswith("_at")} == {
         "user_id": "ana", "seat": 1, "enrolled": True, "status": "present",
-        "client_id": "tablet-7", "reconnects": 0,
+        "client_id": "tablet-7", "reconnects": 0, "verified": True,
     }
     assert row["first_joined_at"] == row["last_seen_at"]
     assert before <= moment(row["first_joined_at"]) <= after
@@ -254,7 +255,7 @@ async def test_a_lesson_without_a_row_lists_who_joined_it(url: str, redis_db: re
     assert body["roster"] == [{
         "user_id": "zoe", "seat": None, "enrolled": False, "status": "left", "client_id": "c-z",
         "first_joined_at": "2023-11-14T22:13:20.000+00:00",
-        "last_seen_at": "2023-11-14T22:14:20.000+00:00", "reconnects": 2,
+        "last_seen_at": "2023-11-14T22:14:20.000+00:00", "reconnects": 2, "verified": True,
     }]
 
 
@@ -302,7 +303,7 @@ async def test_a_roster_key_of_another_type_refuses_the_join_and_writes_nothing(
     client = await connect()
 
     ack = await join(client, user_id="ana", lesson_id=ROLL_CALL, role="student",
-                     access_token=participant_token("c-ana"))
+                     access_token=participant_token("c-ana", "ana"))
 
     assert ack["data"]["code"] == "INTERNAL"
     assert redis_db.keys("*") == [ROSTER]

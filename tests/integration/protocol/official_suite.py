@@ -2,9 +2,9 @@
 against a `protocol.Server` configured exactly as the suite's README asks.
 
 The suite's URL is fixed (http://localhost:3000), so test_official_suite.py starts this module
-inside a network namespace of its own when the system allows one: port 3000 is then always free,
-whoever else tests on the machine. `make test` copies the suite to SUITE_DIR and installs its
-dependencies there (never committed). Run by hand: `python -m
+inside a network namespace of its own, and fails if the system refuses one: port 3000 is then
+always free, whoever else tests on the machine. `make test` copies the suite to SUITE_DIR and
+installs its dependencies there (never committed). Run by hand: `python -m
 tests.integration.protocol.official_suite`; the exit status is mocha's (the number of failed tests).
 """
 

@@ -33,6 +33,8 @@ async def refused_connects_then_watch_new_sockets() -> None:
 
 
 @pytest.mark.parametrize("loop_factory", [uvloop.new_event_loop, asyncio.new_event_loop])
-def test_a_refused_connection_leaves_no_watcher_behind(loop_factory) -> None:
+def test_aiopg_connection_ready_patch_leaves_no_watcher_after_a_refusal(loop_factory) -> None:
+    """aiopg `Connection._ready` and `_fileno` (store/aiopg_compat.py): fails when a release
+    changes either, or if the bug is back (aio-libs/aiopg#909): "UVPoll closed"."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(refused_connects_then_watch_new_sockets())
