@@ -28,6 +28,7 @@ from typing import Any
 from tornado.ioloop import IOLoop
 
 import metrics
+
 log = logging.getLogger(__name__)
 
 #: accept() errors that mean "no file descriptor or buffer for one more connection now"
