@@ -41,6 +41,7 @@ ADMIN_TOKEN_MIN_LENGTH = 16
 MAX_JOIN_RATE = 1000.0
 MAX_ROSTER_TTL = 366 * 86400
 MAX_SESSION_OUTPUT = 10_000_000_000
+MAX_CONNECTIONS = 100_000_000
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -79,6 +80,8 @@ class Config:
     join_rate: float = 5.0
     join_burst: int = 10
     max_connections_per_ip: int = 1000
+    #: None: web.openfiles' default, the open-file limit less its HEADROOM
+    max_connections: int | None = None
     #: None: protocol.engine's default, OUTPUT_LIMIT_PAYLOADS x max_payload
     max_session_output: int | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
@@ -405,6 +408,15 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         _int_in(0, 1_000_000),
         "open Engine.IO connections one client address may hold (0: unlimited); "
         "more are refused with HTTP 429. A school behind NAT is one address",
+    ),
+    (
+        "--max-connections",
+        "ROLLCALL_MAX_CONNECTIONS",
+        _optional_int_in(0, MAX_CONNECTIONS),
+        "open Engine.IO connections (and handshakes in progress) of the whole process (0: "
+        "unlimited); more are refused with HTTP 503, a WebSocket before its 101; empty: the "
+        "open-file limit (raised to the hard limit at start-up) less a headroom for the "
+        "server's own files, as logged at start-up",
     ),
     (
         "--max-session-output",

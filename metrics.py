@@ -55,10 +55,13 @@ class CountsConnections(Protocol):
     @property
     def output_limit_closes(self) -> int: ...
 
+    @property
+    def refused_connections(self) -> int: ...
+
 
 class ConnectionsCollector(Collector):
-    """`rollcall_connections{transport}` and `rollcall_output_limit_closes_total`, read from the
-    Socket.IO servers at scrape time.
+    """`rollcall_connections{transport}`, `rollcall_output_limit_closes_total` and
+    `rollcall_refused_connections_total`, read from the Socket.IO servers at scrape time.
 
     Counting the live sessions instead of incrementing and decrementing a gauge on connect and
     disconnect means the number can never drift when a disconnect path is missed; the protocol
@@ -99,6 +102,11 @@ class ConnectionsCollector(Collector):
             "Engine.IO sessions closed because their client left more than "
             "--max-session-output bytes unread.",
             value=self.output_limit_closes(),
+        )
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_refused_connections",
+            "Engine.IO handshakes refused with HTTP 503 because --max-connections were open.",
+            value=sum(server.refused_connections for server in list(self._servers)),
         )
 
 
@@ -190,6 +198,12 @@ LIVENESS_LAPSES = Counter(
     ["outcome"], namespace=NAMESPACE, registry=REGISTRY,
 )
 LAPSE_OUTCOMES = ("revived", "swept")
+ACCEPT_FAILURES = Counter(
+    "accept_failures",
+    "accept() calls that failed for lack of file descriptors (EMFILE, ENFILE, ...); each pauses "
+    "accepting for a short, growing delay (web/accept.py).",
+    namespace=NAMESPACE, registry=REGISTRY,
+)
 REASSERTIONS = Counter(
     "presence_reassertions",
     "Times this process wrote its live connections' presence again because Redis had lost it "

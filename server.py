@@ -37,6 +37,7 @@ from store.lessons import LessonStore
 from store.liveness import Liveness
 from store.presence import PresenceStore
 from tracking import Tracker
+from web import openfiles
 from web.proxies import ProxiedHTTPServer
 from web.roll_call import PresenceReader
 
@@ -124,6 +125,7 @@ def build(config: Config, services: Services) -> Rollcall:
         "cors_allowed_origins": config.cors_allowed_origins,
         "connect_timeout": config.connect_timeout,
         "max_connections_per_ip": config.max_connections_per_ip,
+        "max_connections": openfiles.connection_cap(config.max_connections),
         "max_session_output": config.max_session_output,
         "websocket_compression": config.websocket_compression,
     }
@@ -165,6 +167,7 @@ def build(config: Config, services: Services) -> Rollcall:
             ),
         ],
         websocket_max_message_size=config.max_payload,
+        log_function=web.log_request,
     )
     return Rollcall(app, sio, connections, sweeper, manager)
 
@@ -360,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_level, config.log_format)
     setup_process()
+    openfiles.raise_open_file_limit(config.max_connections)
     try:
         run(config)
     except CannotListen as exc:

@@ -35,6 +35,7 @@ import tornado.websocket
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from .admission import Admission
 from .queues import Outbox
 from .session import (
     CLIENT_PACKET_TYPES,
@@ -56,6 +57,7 @@ WEBSOCKET = "websocket"
 NOOP_RESPONSE = b"6"
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
+HTTP_SERVICE_UNAVAILABLE = 503
 # RFC 6455 close codes
 WS_POLICY_VIOLATION = 1008
 UNLIMITED = 0
@@ -145,7 +147,8 @@ class EngineServer(engineio.AsyncServer):
     """python-engineio's server with rollcall's sessions; always ``async_mode='tornado'``.
 
     ``max_connections_per_ip``: open sessions one client address may hold (UNLIMITED: no
-    limit); a handshake over it is refused with HTTP 429. ``max_session_output``: bytes one
+    limit); a handshake over it is refused with HTTP 429. ``max_connections``: the same over all
+    addresses (protocol/admission.py), refused with HTTP 503. ``max_session_output``: bytes one
     session may have queued for its client before it is closed (None: OUTPUT_LIMIT_PAYLOADS
     times ``max_http_buffer_size``). ``websocket_compression``: negotiate permessage-deflate
     with a WebSocket client that offers it (off by default: see ``get_compression_options``).
@@ -154,6 +157,7 @@ class EngineServer(engineio.AsyncServer):
     def __init__(
         self,
         max_connections_per_ip: int = UNLIMITED,
+        max_connections: int = UNLIMITED,
         max_session_output: int | None = None,
         websocket_compression: bool = False,
         **options: Any,
@@ -177,6 +181,7 @@ class EngineServer(engineio.AsyncServer):
         #: Engine.IO sids with a long-polling GET in flight (at most one each).
         self.polling: set[str] = set()
         self.max_connections_per_ip = max_connections_per_ip
+        self.admission = Admission(max_connections)
         self.max_session_output = (
             max_session_output
             if max_session_output is not None
@@ -217,10 +222,12 @@ class EngineServer(engineio.AsyncServer):
         if limit != UNLIMITED and count >= limit:
             return False
         self._per_address[address] = count + 1
+        self.admission.opened()
         return True
 
     def release(self, address: str) -> None:
         """Give back a place taken by ``reserve``."""
+        self.admission.closed()
         left = self._per_address[address] - 1
         if left:
             self._per_address[address] = left
@@ -254,6 +261,7 @@ class EngineServer(engineio.AsyncServer):
         if address is None:  # not served by engine_handler: count it now
             address = handler.request.remote_ip if handler is not None else ""
             self._per_address[address] = self._per_address.get(address, 0) + 1
+            self.admission.opened()
         self._addresses[sid] = address
         environ.pop("wsgi.input", None)
 
@@ -529,6 +537,10 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             return None
 
         def _reserve(self) -> bool:
+            if not eio.admission.admit():
+                self.set_header("Connection", "close")  # its descriptor back at once
+                self._refuse("Server at capacity", HTTP_SERVICE_UNAVAILABLE)
+                return False
             address = self.request.remote_ip
             if not eio.reserve(address):
                 self._refuse("Too many connections from this address", HTTP_TOO_MANY_REQUESTS)

@@ -154,11 +154,12 @@ class Server:
 
     Engine.IO options (``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``,
     ``cors_allowed_origins``, ...) pass through to python-engineio, and
-    ``max_connections_per_ip``, ``max_session_output`` and ``websocket_compression`` to
-    :class:`EngineServer`; ``async_mode`` is always ``'tornado'``. ``max_connects``: CONNECT
-    packets one Engine.IO session may send before it is closed. Event handlers run as tasks of
-    their own once they wait for anything (``async_handlers=True``; see protocol/eager.py) so a
-    handler that awaits the same client's ack cannot block its own reader.
+    ``max_connections_per_ip``, ``max_connections``, ``max_session_output`` and
+    ``websocket_compression`` to :class:`EngineServer`; ``async_mode`` is always
+    ``'tornado'``. ``max_connects``: CONNECT packets one Engine.IO session may send before it
+    is closed. Event handlers run as tasks of their own once they wait for anything
+    (``async_handlers=True``; see protocol/eager.py) so a handler that awaits the same client's
+    ack cannot block its own reader.
 
     Rooms and emits go through ``client_manager``: a :class:`~protocol.manager.Manager` (this
     process only) unless another is given, e.g. a :class:`~protocol.relay.RelayManager`.
@@ -389,6 +390,11 @@ class Server:
     def output_limit_closes(self) -> int:
         """Sessions closed because their client left more than ``max_session_output`` unread."""
         return self.eio.output_limit_closes
+
+    @property
+    def refused_connections(self) -> int:
+        """Handshakes refused (HTTP 503) because ``max_connections`` places were taken."""
+        return self.eio.admission.refused
 
     async def shutdown(self) -> None:
         """Stop python-engineio's heartbeat monitor and every task it started, such as each

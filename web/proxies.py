@@ -13,6 +13,8 @@ import tornado.httputil
 import tornado.routing
 import tornado.web
 
+from web.accept import AcceptBackoff
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: the schemes a proxy may say the client used
@@ -75,9 +77,10 @@ class _ForwardedRouter(tornado.routing.Router):
             request.protocol = scheme
 
 
-class ProxiedHTTPServer(tornado.httpserver.HTTPServer):
+class ProxiedHTTPServer(AcceptBackoff, tornado.httpserver.HTTPServer):
     """Tornado's HTTP server for one application, taking the client address (and scheme) from
-    the forwarding headers only on connections whose peer is a trusted proxy."""
+    the forwarding headers only on connections whose peer is a trusted proxy (and pausing its
+    accepts when out of file descriptors: web/accept.py)."""
 
     def initialize(  # type: ignore[override]
         self,

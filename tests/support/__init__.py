@@ -5,7 +5,9 @@ helpers of one kind have a module here (joins, lifecycle, peers, raw_peers, chro
 from __future__ import annotations
 
 import asyncio
+import functools
 import pathlib
+import resource
 import socket
 import sys
 from collections.abc import Iterator
@@ -47,9 +49,14 @@ class ServerProcess:
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def start(cls, *args: str) -> ServerProcess:
+    async def start(cls, *args: str, open_files: tuple[int, int] | None = None) -> ServerProcess:
+        """Start server.py with `args`, under the (soft, hard) `open_files` limit if given."""
+        limit = None if open_files is None else functools.partial(
+            resource.setrlimit, resource.RLIMIT_NOFILE, open_files
+        )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), *args, stderr=asyncio.subprocess.PIPE
+            sys.executable, str(ROOT / "server.py"), *args, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=limit,
         )
         server = cls(proc)
         try:

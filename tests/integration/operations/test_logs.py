@@ -270,6 +270,9 @@ def test_server_py_logs_json_lines_when_asked(
     )
     try:
         assert proc.stderr is not None
+        limit = json.loads(proc.stderr.readline())  # the open-file limit, raised first
+        assert limit["logger"] == "web.openfiles"
+        assert limit["message"].startswith("open-file limit: soft ")
         first = json.loads(proc.stderr.readline())
         assert first["logger"] == "server"  # as docs/operations.md shows it
         assert "listening on" in first["message"]
