@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import tornado.web
-import tornado.websocket
-from tornado.log import access_log
 
+from web.access import log_request
 from web.health import HEALTH_PATH, HealthHandler
 from web.lessons import (
     ATTENDANCE_ROUTE,
@@ -23,33 +21,8 @@ from web.prometheus import MetricsHandler
 from web.roll_call import PresenceReader
 
 METRICS_PATH = r"/metrics"
-HTTP_SWITCHING_PROTOCOLS = 101
-HTTP_BAD_REQUEST = 400
-HTTP_SERVER_ERROR = 500
-HTTP_SERVICE_UNAVAILABLE = 503
 
-
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access-log line (the application's ``log_function``), but at DEBUG for two
-    answers of the Engine.IO handler that come once per device at the start of the hour: a
-    WebSocket's 101, which its connect line says too, and a 503 past --max-connections, counted
-    in /metrics and summed up in one WARNING per interval (protocol/admission.py)."""
-    status = handler.get_status()
-    if isinstance(handler, tornado.websocket.WebSocketHandler) and status in (
-        HTTP_SWITCHING_PROTOCOLS, HTTP_SERVICE_UNAVAILABLE
-    ):
-        level = logging.DEBUG
-    elif status < HTTP_BAD_REQUEST:
-        level = logging.INFO
-    elif status < HTTP_SERVER_ERROR:
-        level = logging.WARNING
-    else:
-        level = logging.ERROR
-    if access_log.isEnabledFor(level):
-        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(),
-                       1000.0 * handler.request.request_time())
-
-
+__all__ = ["METRICS_PATH", "log_request", "routes"]
 def routes(
     admin_token: str | None,
     reader: PresenceReader,

@@ -10,10 +10,9 @@ failures go on (FIRST_PAUSE up to MAX_PAUSE), counts it (``rollcall_accept_failu
 and logs one WARNING per REPORT_INTERVAL with the count. The connections already held are
 served as before; the clients waiting meanwhile stay in the kernel's backlog.
 
-``AcceptBackoff`` is the one place that relies on Tornado's ``TCPServer`` internals
-(``_sockets``, ``_handlers``, ``_handle_connection``, which ``add_sockets`` fills and ``stop``
-reads): docs/architecture.md, "Other libraries' internals", and tests/integration/operations/
-test_accept.py.
+``AcceptBackoff`` owns its listening sockets from ``add_sockets`` to ``stop`` and hands each
+accepted connection to the server's public ``handle_stream``, as Tornado's own accept handler
+does, so it needs none of ``TCPServer``'s internals.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream
 
 import metrics
 
@@ -153,16 +153,26 @@ class Acceptor:
 class AcceptBackoff:
     """A ``tornado.tcpserver.TCPServer`` mix-in: its listening sockets queue LISTEN_BACKLOG
     connections and are served by an ``Acceptor`` instead of
-    ``tornado.netutil.add_accept_handler``; ``stop()`` works as before."""
+    ``tornado.netutil.add_accept_handler``; ``stop()`` stops them and closes the sockets."""
 
-    _sockets: dict[int, socket.socket]
-    _handlers: dict[int, Callable[[], None]]
-    _handle_connection: Callable[[socket.socket, Any], None]
+    _acceptors: list[Acceptor] | None = None
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        if self._acceptors is None:
+            self._acceptors = []
         for sock in sockets:
             sock.listen(LISTEN_BACKLOG)  # on a listening socket, sets its queue's length
-            acceptor = Acceptor(sock, self._handle_connection)
+            acceptor = Acceptor(sock, self._serve)
             acceptor.start()
-            self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = acceptor.stop
+            self._acceptors.append(acceptor)
+
+    def stop(self) -> None:
+        for acceptor in self._acceptors or ():
+            acceptor.stop()
+            acceptor.sock.close()
+        self._acceptors = []
+        super().stop()  # type: ignore[misc]
+
+    def _serve(self, connection: socket.socket, address: Any) -> None:
+        """One accepted connection, as Tornado's TCPServer serves it (no TLS here)."""
+        self.handle_stream(IOStream(connection), address)  # type: ignore[attr-defined]

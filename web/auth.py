@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from types import TracebackType
 
+import tornado.httputil
 import tornado.web
+from tornado.log import app_log, gen_log
+
+from web.access import request_summary
 
 COOKIE_NAME = "rollcall_admin"
 COOKIE_PATH = "/lessons"
@@ -50,6 +55,9 @@ def _equal(given: str, expected: str) -> bool:
 class AdminHandler(tornado.web.RequestHandler):
     """Base of the admin-only handlers: checks the token before any method runs."""
 
+    #: the query may hold the admin token: logs name the request by its path alone
+    log_query = False
+
     def initialize(self, admin_token: str | None) -> None:
         self.admin_token = admin_token
 
@@ -72,11 +80,26 @@ class AdminHandler(tornado.web.RequestHandler):
         if status_code == HTTP_UNAUTHORIZED:
             self.set_header("WWW-Authenticate", 'Bearer realm="rollcall"')
         self.set_header("Cache-Control", "no-store")
-        self.finish({"status": "error", "code": status_code, "message": self._reason})
+        error = kwargs.get("exc_info", (None, None, None))[1]  # type: ignore[index]
+        reason = getattr(error, "reason", None) or tornado.httputil.responses.get(
+            status_code, "Unknown"
+        )
+        self.finish({"status": "error", "code": status_code, "message": reason})
 
-    def _request_summary(self) -> str:
-        """Tornado's access-log line without the query string, which may hold the token."""
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Tornado's, but naming the request without its query (see web/access.py)."""
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                gen_log.warning("%d %s: %s", value.status_code, request_summary(self),
+                                value.log_message % value.args)
+        else:
+            app_log.error("Uncaught exception %s", request_summary(self),
+                          exc_info=(typ, value, tb))  # type: ignore[arg-type]
 
 
 class AdminPageHandler(AdminHandler):

@@ -1,6 +1,6 @@
-"""web/accept.py, the one place relying on Tornado's TCPServer internals: the HTTP server's
-listening sockets are served by its Acceptor (connections reach Tornado's _handle_connection),
-and stop() (which reads _sockets and _handlers) still stops accepting and closes them."""
+"""web/accept.py's accept loop in Tornado's HTTP server: its listening sockets are served by an
+Acceptor (connections reach the server's handle_stream), and stop() stops accepting and closes
+them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import tornado.netutil
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 
-from web.accept import Acceptor
 from web.proxies import ProxiedHTTPServer
 
 
@@ -21,17 +20,14 @@ class Hello(tornado.web.RequestHandler):
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_tornado_tcpserver_sockets_handlers_handle_connection_serve_and_stop() -> None:
-    """If this fails, Tornado changed what add_sockets fills or stop reads: web/accept.py's
-    AcceptBackoff must follow."""
+async def test_the_acceptor_serves_the_http_server_and_stop_closes_its_sockets() -> None:
     server = ProxiedHTTPServer(tornado.web.Application([(r"/", Hello)]))
     [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
     port = sock.getsockname()[1]
     server.add_sockets([sock])
     try:
-        stop = server._handlers[sock.fileno()]
-        assert isinstance(stop.__self__, Acceptor)  # not netutil.add_accept_handler's closure
-        assert server._sockets[sock.fileno()] is sock
+        assert [acceptor.sock for acceptor in server._acceptors] == [sock]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/")
         assert response.body == b"hello"
     finally:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import logs
 from config import configure_logging, parse_config
-from tests.support import ROOT, free_port
+from tests.support import ROOT, TEST_TOKEN_SECRET, free_port
 
 JOIN_FIELDS = {
     "event": "join",
@@ -265,7 +265,10 @@ def test_server_py_logs_json_lines_when_asked(
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "server.py", "--port", str(port), "--log-format", "json",
-         "--admin-token", SECRET, "--redis-url", redis_url, "--database-url", database_url],
+         "--admin-token", SECRET, "--redis-url", redis_url, "--database-url", database_url,
+         # a secret, so that no teacher-auth warning comes before the lines this test reads,
+         # whatever ACCESS_TOKEN_SECRET the environment holds
+         "--access-token-secret", TEST_TOKEN_SECRET],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )
     try:
