@@ -258,6 +258,8 @@ async def serve(config: Config) -> None:
     --shutdown-drain; remove this process's liveness records unless retiring; flush Mixpanel,
     close the pools, return."""
     sockets = bind(config)
+    # after binding, so that a taken port is the one line a failed start writes
+    openfiles.raise_open_file_limit(config.max_connections)
     services = await Services.open(config)
     state = await services.check()
     for name, reason in state.items():
@@ -363,7 +365,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_level, config.log_format)
     setup_process()
-    openfiles.raise_open_file_limit(config.max_connections)
     try:
         run(config)
     except CannotListen as exc:
