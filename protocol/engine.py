@@ -491,8 +491,8 @@ class _Exchange:
     """What rollcall keeps of one request beside Tornado's handler, in one object rather than
     as attributes of the handler: past 30 attribute names, Python stops sharing an instance
     dict's keys between the instances of a class, and an open WebSocket's handler already has
-    27 of Tornado's, so each of rollcall's own pushed every open WebSocket's handler to a dict
-    of its own (~1.3 KB more each: docs/benchmarks.md)."""
+    27 of Tornado's, so rollcall's own five gave every open WebSocket's handler a dict of its
+    own (1,584 bytes instead of 832 traced: docs/benchmarks.md)."""
 
     __slots__ = ("close_on_open", "compressing", "kind", "reservation", "sid", "transport",
                  "upgrades")
@@ -523,6 +523,7 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
         _exchange: _Exchange
 
         def initialize(self) -> None:
+            """rollcall's state of this request, in one attribute (see ``_Exchange``)."""
             self._exchange = _Exchange()
 
         @property
@@ -687,7 +688,7 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 return
             await self._serve()
             # Dropped, since the handler and its request live as long as the connection
-            # (~1 KB of dicts, lists and texts a WebSocket: docs/benchmarks.md): the request's
+            # (dicts, lists and texts: docs/benchmarks.md): the request's
             # parsed headers (emptied in place: Tornado's HTTP connection holds them too) and
             # query (replaced, as an emptied dict keeps its table; prepare() read the query,
             # and the environ holds what is read later), and the 101's headers, written by now.
