@@ -65,6 +65,12 @@ UNLIMITED = 0
 OUTPUT_LIMIT_PAYLOADS = 4
 #: how many distinct request texts (header names, values, paths) ``_shared`` keeps
 SHARED_TEXTS = 1024
+#: the headers of a WebSocket's 101: Tornado's defaults and RFC 6455's (``clear_header`` of one
+#: that is not there does nothing)
+HANDSHAKE_RESPONSE_HEADERS = (
+    "Server", "Content-Type", "Date", "Upgrade", "Connection", "Sec-WebSocket-Accept",
+    "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol",
+)
 #: python-engineio answers a POST with this; the Engine.IO spec with ``ok``
 ENGINEIO_POST_ANSWER = b"OK"
 POST_ANSWER = b"ok"
@@ -481,25 +487,69 @@ def _offers_deflate(headers: tornado.httputil.HTTPHeaders) -> bool:
     return any(offer.split(";")[0].strip() == "permessage-deflate" for offer in offers.split(","))
 
 
+class _Exchange:
+    """What rollcall keeps of one request beside Tornado's handler, in one object rather than
+    as attributes of the handler: past 30 attribute names, Python stops sharing an instance
+    dict's keys between the instances of a class, and an open WebSocket's handler already has
+    27 of Tornado's, so rollcall's own five gave every open WebSocket's handler a dict of its
+    own (1,584 bytes instead of 832 traced: docs/benchmarks.md)."""
+
+    __slots__ = ("close_on_open", "compressing", "kind", "reservation", "sid", "transport",
+                 "upgrades")
+
+    def __init__(self) -> None:
+        #: the request's Engine.IO sid (the query's; a new WebSocket's, once its session opens)
+        self.sid: str | None = None
+        #: the query's transport, once prepare() validated it
+        self.kind: str | None = None
+        #: whether this WebSocket upgrades a polling session (its request named the sid)
+        self.upgrades = False
+        #: whether this WebSocket compresses (permessage-deflate offered and allowed)
+        self.compressing = False
+        #: the client address whose place (EngineServer.reserve) this handshake holds until
+        #: its session takes it
+        self.reservation: str | None = None
+        #: (code, reason) when this WebSocket is accepted only to be closed
+        self.close_on_open: tuple[int, str] | None = None
+        #: the session's transport, once python-engineio handed the WebSocket over
+        self.transport: WebSocketTransport | None = None
+
+
 def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler]:
     """A Tornado handler for ``eio``: requests validated, then served by python-engineio."""
     max_packets = engineio.payload.Payload.max_decode_packets
 
     class EngineHandler(tornado.websocket.WebSocketHandler):
-        #: the request's Engine.IO sid (the query's; a new WebSocket's, once its session opens)
-        sid: str | None = None
-        #: whether this WebSocket upgrades a polling session (its request named the sid)
-        upgrades = False
-        #: whether this WebSocket compresses (permessage-deflate offered and allowed)
-        compressing = False
-        _transport: str | None = None
-        #: the client address whose place (EngineServer.reserve) this handshake holds until
-        #: its session takes it
-        _reservation: str | None = None
-        #: (code, reason) when this WebSocket is accepted only to be closed
-        _close_on_open: tuple[int, str] | None = None
-        #: the session's transport, once python-engineio handed the WebSocket over
-        transport: WebSocketTransport | None = None
+        _exchange: _Exchange
+
+        def initialize(self) -> None:
+            """rollcall's state of this request, in one attribute (see ``_Exchange``)."""
+            self._exchange = _Exchange()
+
+        @property
+        def sid(self) -> str | None:
+            """The request's Engine.IO sid (the query's; a new WebSocket's, once its session
+            opens)."""
+            return self._exchange.sid
+
+        @property
+        def upgrades(self) -> bool:
+            """Whether this WebSocket upgrades a polling session (its request named the sid)."""
+            return self._exchange.upgrades
+
+        @property
+        def compressing(self) -> bool:
+            """Whether this WebSocket compresses (permessage-deflate offered and allowed)."""
+            return self._exchange.compressing
+
+        @property
+        def transport(self) -> WebSocketTransport | None:
+            """The session's transport, once python-engineio handed the WebSocket over."""
+            return self._exchange.transport
+
+        @transport.setter
+        def transport(self, transport: WebSocketTransport) -> None:
+            self._exchange.transport = transport
 
         def _refuse(self, message: str, status: int = HTTP_BAD_REQUEST) -> None:
             self.set_status(status)
@@ -519,9 +569,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             transport = args.get("transport", [b""])[0].decode("latin-1")
             if transport not in TRANSPORTS or transport not in eio.transports:
                 return self._refuse("Invalid transport")
-            self._transport = transport
+            self._exchange.kind = transport
             sid = args.get("sid", [b""])[0].decode("latin-1") or None
-            self.sid = sid
+            self._exchange.sid = sid
             if request.method == "POST" and sid is None:
                 return self._refuse("Invalid session")
             if request.method == "GET" and (transport == WEBSOCKET) != _is_upgrade(
@@ -545,13 +595,14 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             if not eio.reserve(address):
                 self._refuse("Too many connections from this address", HTTP_TOO_MANY_REQUESTS)
                 return False
-            self._reservation = address
+            self._exchange.reservation = address
             return True
 
         def _prepare_websocket(self, sid: str | None) -> None:
             if "j" in self.request.query_arguments:
                 return self._refuse("Invalid JSONP index number")
-            self.compressing = eio.websocket_compression and _offers_deflate(self.request.headers)
+            self._exchange.compressing = (eio.websocket_compression
+                                          and _offers_deflate(self.request.headers))
             if sid is None:
                 self._reserve()
                 return None
@@ -560,19 +611,21 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 return self._refuse("Invalid session")
             if live.session.phase is not Phase.POLLING:
                 # as the reference server does: accepted, then closed
-                self._close_on_open = (WS_POLICY_VIOLATION, "session already upgraded")
-            self.upgrades = True
+                self._exchange.close_on_open = (WS_POLICY_VIOLATION, "session already upgraded")
+            self._exchange.upgrades = True
             return None
 
         def claim_reservation(self, sid: str) -> str | None:
             """Hand this handshake's place over to its session `sid` (session_opened)."""
-            if self.sid is None:
-                self.sid = sid
-            address, self._reservation = self._reservation, None
+            exchange = self._exchange
+            if exchange.sid is None:
+                exchange.sid = sid
+            address, exchange.reservation = exchange.reservation, None
             return address
 
         def _release_reservation(self) -> None:
-            address, self._reservation = self._reservation, None
+            exchange = self._exchange
+            address, exchange.reservation = exchange.reservation, None
             if address is not None:
                 eio.release(address)
 
@@ -593,7 +646,7 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 _serving.reset(token)
 
         def get(self, *args: Any, **kwargs: Any) -> Awaitable[None]:
-            if self._transport == WEBSOCKET:
+            if self._exchange.kind == WEBSOCKET:
                 # Tornado's handshake (HTTP 101, or its own refusal), then open(), then its
                 # frame loop for the connection's life, awaited by the request itself (returned,
                 # not awaited here: one coroutine frame less for each open WebSocket)
@@ -629,17 +682,22 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
         async def open(self, *args: Any, **kwargs: Any) -> None:
             """The WebSocket is open: python-engineio makes or finds its session and hands it
             over (``_HandOff``); one it does not hand over is closed at once."""
-            if self._close_on_open is not None:
-                self.close(*self._close_on_open)
+            close_on_open = self._exchange.close_on_open
+            if close_on_open is not None:
+                self.close(*close_on_open)
                 return
             await self._serve()
-            # Emptied in place, since the request object lives as long as the connection
-            # (~1.5 KB of lists and names a WebSocket): prepare() read the query, and the
-            # environ holds what is read later.
+            # Dropped, since the handler and its request live as long as the connection
+            # (dicts, lists and texts: docs/benchmarks.md): the request's
+            # parsed headers (emptied in place: Tornado's HTTP connection holds them too) and
+            # query (replaced, as an emptied dict keeps its table; prepare() read the query,
+            # and the environ holds what is read later), and the 101's headers, written by now.
             request = self.request
             request.headers.clear()
-            request.query_arguments.clear()
-            request.arguments.clear()
+            request.query_arguments = {}
+            request.arguments = {}
+            for name in HANDSHAKE_RESPONSE_HEADERS:
+                self.clear_header(name)
             if self.transport is None:
                 self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
 

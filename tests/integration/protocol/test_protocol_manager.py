@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 
 import pytest
 import tornado.httpclient
@@ -14,7 +15,7 @@ from protocol.manager import Manager, NotAttached
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
 from tests.integration.protocol.conftest import PING_INTERVAL, Events
-from tests.support.raw_peers import PollPeer, WsPeer
+from tests.support.raw_peers import PollPeer, RawWebSocket, WsPeer
 
 #: a Redis nothing listens on: the transport is built, never connected
 UNREACHABLE = "redis://127.0.0.1:1"
@@ -196,6 +197,50 @@ async def test_an_open_websocket_keeps_its_headers_only_in_the_environ(
         assert sio._clients[sid].environ["HTTP_USER_AGENT"] == "idle-test"
     finally:
         peer.close()
+
+
+@pytest.mark.gen_test
+async def test_an_open_websocket_handler_keeps_no_query_and_shares_its_attribute_names(
+    url: str, sio: Server
+) -> None:
+    """The handler lives as long as its WebSocket. Once it is open, it holds no parsed query
+    (prepare() read it; replaced, not emptied, so no dict table is kept) and no instance dict
+    of its own: rollcall keeps its state of the request in one attribute, so Python still
+    shares the handler's attribute names between handlers (past 30 names each instance gets a
+    whole dict, ~1.3 KB more per open WebSocket). The session still works after both."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        ((_, live),) = sio.eio.sessions.items()
+        handler = live.transport.handler
+        request = handler.request
+        assert request.query_arguments == {} == request.arguments
+        assert sys.getsizeof(request.query_arguments) == sys.getsizeof({})
+        attributes = vars(handler)
+        assert sys.getsizeof(attributes) < sys.getsizeof(dict(attributes)), (
+            f"the handler has a dict of its own: {len(attributes)} names, {sorted(attributes)}"
+        )
+        await peer.send('42["message","still here"]')
+        assert (await peer.recv()).startswith('42["message-back"')
+    finally:
+        peer.close()
+
+
+@pytest.mark.gen_test
+async def test_the_101_is_written_whole_before_its_headers_are_dropped(url: str) -> None:
+    """The handler drops its 101's headers once the WebSocket is open: the client has them
+    all (Tornado's and RFC 6455's), and the connection goes on."""
+    raw = await RawWebSocket.open(url)
+    try:
+        assert raw.status == 101
+        for name in ("server", "date", "upgrade", "connection", "sec-websocket-accept"):
+            assert name in raw.headers, name
+        assert (await raw.recv()).startswith("0{")
+        await raw.send("40")
+        assert (await raw.recv()).startswith("40{")
+    finally:
+        raw.close()
 
 
 @pytest.mark.gen_test
