@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -39,8 +40,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -96,9 +98,32 @@ class Run:
             self.settled.set()
 
 
-def services(action: str, *ports: int) -> None:
-    subprocess.run([str(SERVICES), action, str(RUN_DIR), *map(str, ports)], check=True,
+def services(action: str, run_dir: Path, *ports: int) -> None:
+    subprocess.run([str(SERVICES), action, str(run_dir), *map(str, ports)], check=True,
                    cwd=harness.REPO, stdout=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def own_stores(
+    run_dir: Path, lessons: int, students: int
+) -> Iterator[tuple[redis.Redis, str, str]]:
+    """A throwaway Redis and PostgreSQL under `run_dir` on free ports (what an interrupted run
+    left there is stopped first), checked to be the benchmark's own and loaded with `lessons`
+    lessons of `students` seated students; yields a Redis client and both URLs, stops both."""
+    redis_port, pg_port = harness.free_port(), harness.free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    database_url = f"postgresql://rollcall@127.0.0.1:{pg_port}/rollcall"
+    services("stop", run_dir)
+    services("start", run_dir, redis_port, pg_port)
+    try:
+        db = redis.Redis.from_url(redis_url, decode_responses=True)
+        harness.check_own_stores(db, database_url, run_dir)
+        join_bench.load_data(database_url, argparse.Namespace(
+            lessons=lessons, seats=students, seated=students))
+        yield db, redis_url, database_url
+        db.close()
+    finally:
+        services("stop", run_dir)
 
 
 def raise_fd_limit(needed: int) -> int:
@@ -291,21 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fd_limit = raise_fd_limit(FDS_PER_CONNECTION * (args.connections + WARMUP_CONNECTIONS)
                               + FD_HEADROOM)
     join_bench.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    redis_port, pg_port = harness.free_port(), harness.free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    database_url = f"postgresql://rollcall@127.0.0.1:{pg_port}/rollcall"
-    services("start", redis_port, pg_port)
-    results = []
-    try:
-        db = redis.Redis.from_url(redis_url, decode_responses=True)
-        harness.check_own_stores(db, database_url, RUN_DIR)
-        join_bench.load_data(database_url, argparse.Namespace(
-            lessons=args.lessons, seats=args.students, seated=args.students))
-        for offer in args.offer:
-            results.append(measure(args, offer, db, redis_url, database_url))
-        db.close()
-    finally:
-        services("stop")
+    with own_stores(RUN_DIR, args.lessons, args.students) as (db, redis_url, database_url):
+        results = [measure(args, offer, db, redis_url, database_url) for offer in args.offer]
     print(f"Machine: {harness.machine()}", file=sys.stderr)
     ok = True
     for result in results:

@@ -45,14 +45,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import harness
-import join_bench
 import redis
-from load_idle import SECRET, client_name, raise_fd_limit, rss_bytes
+from load_idle import SECRET, client_name, own_stores, raise_fd_limit, rss_bytes
 from loadgen import lesson_name, process_cpu_seconds
 
 RUN_DIR = harness.REPO / ".run" / "storm"
 LOG_DIR = RUN_DIR / "logs"
-SERVICES = harness.REPO / "scripts" / "services.sh"
 SERVERS = ("ours", "baseline", "ceiling")
 WARMUP_DEVICES = 20  # joined and closed before the baseline RSS, so lazy set-up is not counted
 WORKER_FD_HEADROOM = 200
@@ -66,11 +64,6 @@ ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
 WARNING_LINE = re.compile(r"\bWARNING\b")
 #: second octets of the source addresses: each load process of each server gets its own
 FIRST_NET, NETS = 10, 240
-
-
-def services(action: str, *ports: int) -> None:
-    subprocess.run([str(SERVICES), action, str(RUN_DIR), *map(str, ports)], check=True,
-                   cwd=harness.REPO, stdout=subprocess.DEVNULL)
 
 
 def server_argv(name: str, port: int, redis_url: str, database_url: str,
@@ -317,22 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.sched_setaffinity(0, {int(harness.CLIENT_CORE)})
     raise_fd_limit(args.per_process + WORKER_FD_HEADROOM)  # the load processes inherit it
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    redis_port, pg_port = harness.free_port(), harness.free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    database_url = f"postgresql://rollcall@127.0.0.1:{pg_port}/rollcall"
-    services("stop")  # what an interrupted run left
-    services("start", redis_port, pg_port)
-    results = []
-    try:
-        db = redis.Redis.from_url(redis_url, decode_responses=True)
-        harness.check_own_stores(db, database_url, RUN_DIR)
-        join_bench.load_data(database_url, argparse.Namespace(
-            lessons=args.lessons, seats=args.students, seated=args.students))
-        for index, name in enumerate(args.servers):
-            results.append(storm(name, index, db, redis_url, database_url, args))
-        db.close()
-    finally:
-        services("stop")
+    with own_stores(RUN_DIR, args.lessons, args.students) as (db, redis_url, database_url):
+        results = [storm(name, index, db, redis_url, database_url, args)
+                   for index, name in enumerate(args.servers)]
     print(f"Machine: {harness.machine()}; load average {os.getloadavg()[0]:.2f}",
           file=sys.stderr)
     for result in results:
