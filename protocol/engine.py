@@ -195,6 +195,8 @@ class EngineServer(engineio.AsyncServer):
         )
         #: sessions closed because their queued output passed max_session_output
         self.output_limit_closes = 0
+        #: sessions closed so far, whatever closed them (heap.py schedules full collections by it)
+        self.sessions_closed = 0
         #: the client address of every open session, and how many places each address holds
         #: (open sessions and handshakes in progress)
         self._addresses: dict[str, str] = {}
@@ -287,6 +289,7 @@ class EngineServer(engineio.AsyncServer):
         live = self.sessions.pop(sid, None)
         if live is None:
             return reason
+        self.sessions_closed += 1
         session = live.session
         session.closing()
         return session.close_reason or reason
