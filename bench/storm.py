@@ -17,7 +17,8 @@ RSS per connection (after the hold less before the storm, over the devices joine
 time per device over the storm (steadier than joins/s on a shared machine), the
 presence keys of every device checked in Redis (its `{client_id}` hash and its field of
 `lesson_student_{lesson_id}` both naming its sid), the server's CPU over the hold, and for ours
-/healthz probed every PROBE_INTERVAL throughout and the error lines of its log.
+/healthz probed every PROBE_INTERVAL throughout (the storm and the hold; then apart, the teardown,
+when every device leaves at once) and the error lines of its log.
 
     .venv/bin/python bench/storm.py -n 2000 --hold 10                 # a quick look
     .venv/bin/python bench/storm.py                                   # 19,000, all three
@@ -208,9 +209,11 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
             cpu_held, wall_held = process_cpu_seconds(proc.pid), time.perf_counter()
             rss_after = rss_bytes(proc.pid)
         finally:
+            probes = prober.stop() if prober is not None else None
+            prober = Prober(port) if name == "ours" else None
             for worker in workers:
                 worker.close()
-            probes = prober.stop() if prober is not None else None
+            teardown_probes = prober.stop() if prober is not None else None
     with open(log, errors="replace") as file:
         lines = file.readlines()
     acks = [ms for record in joined for ms in record["ack_ms"]]
@@ -238,6 +241,7 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
         "cpu_during_hold": None if hold_cpu is None else round(hold_cpu, 3),
         "cpu_ms_per_device": None if join_cpu is None else round(join_cpu * 1000, 3),
         "healthz": probes,
+        "healthz_teardown": teardown_probes,
         "log_lines": len(lines),
         "error_log_lines": sum(bool(ERROR_LINE.search(line)) for line in lines),
         "warning_log_lines": sum(bool(WARNING_LINE.search(line)) for line in lines),
@@ -260,13 +264,18 @@ def readable(results: Sequence[dict[str, Any]]) -> str:
             f"{r['rss_per_connection_kib']}",
             "-" if r["cpu_ms_per_device"] is None else f"{r['cpu_ms_per_device']:.2f}",
             "-" if r["cpu_during_hold"] is None else f"{r['cpu_during_hold']:.0%}",
-            "-" if probes is None else f"{probes['slow']}+{probes['unanswered']}/"
-                                        f"{probes['probes']}, max {probes['max_ms']}",
+            probe_cell(probes), probe_cell(r["healthz_teardown"]),
             f"{r['error_log_lines']}/{r['warning_log_lines']}"])
     return harness.table(["server", "joined", "refused", "joins/s", "all in s", "p50 ms",
                           "p99 ms", "dropped", "presence missing", "KiB/conn",
                           "CPU ms/device", "CPU in hold", "/healthz >1 s (+none)/probes",
-                          "error/warning lines"], rows)
+                          "same, teardown", "error/warning lines"], rows)
+
+
+def probe_cell(probes: dict[str, Any] | None) -> str:
+    if probes is None:
+        return "-"
+    return f"{probes['slow']}+{probes['unanswered']}/{probes['probes']}, max {probes['max_ms']}"
 
 
 def ratios(results: Sequence[dict[str, Any]]) -> str:
