@@ -689,13 +689,19 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             await self._serve()
             # Dropped, since the handler and its request live as long as the connection
             # (dicts, lists and texts: docs/benchmarks.md): the request's
-            # parsed headers (emptied in place: Tornado's HTTP connection holds them too) and
+            # parsed headers (emptied in place: Tornado's frame of ``get`` holds them too) and
             # query (replaced, as an emptied dict keeps its table; prepare() read the query,
             # and the environ holds what is read later), and the 101's headers, written by now.
+            # And the request's HTTP connection and server connection (documented attributes of
+            # Tornado's request, which nothing reads once the WebSocket took the stream): they
+            # are all that still holds Tornado's HTTP/1 objects of the handshake, its finished
+            # request loop's task and its connection context (~1.2 KB).
             request = self.request
             request.headers.clear()
             request.query_arguments = {}
             request.arguments = {}
+            request.connection = None
+            request.server_connection = None
             for name in HANDSHAKE_RESPONSE_HEADERS:
                 self.clear_header(name)
             if self.transport is None:
