@@ -65,12 +65,8 @@ UNLIMITED = 0
 OUTPUT_LIMIT_PAYLOADS = 4
 #: how many distinct request texts (header names, values, paths) ``_shared`` keeps
 SHARED_TEXTS = 1024
-#: the headers of a WebSocket's 101: Tornado's defaults and RFC 6455's (``clear_header`` of one
-#: that is not there does nothing)
-HANDSHAKE_RESPONSE_HEADERS = (
-    "Server", "Content-Type", "Date", "Upgrade", "Connection", "Sec-WebSocket-Accept",
-    "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol",
-)
+#: the headers Tornado's ``RequestHandler.clear`` starts a response with
+DEFAULT_RESPONSE_HEADERS = ("Server", "Content-Type", "Date")
 #: python-engineio answers a POST with this; the Engine.IO spec with ``ok``
 ENGINEIO_POST_ANSWER = b"OK"
 POST_ANSWER = b"ok"
@@ -687,25 +683,36 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(*close_on_open)
                 return
             await self._serve()
-            # Dropped, since the handler and its request live as long as the connection
-            # (dicts, lists and texts: docs/benchmarks.md): the request's
-            # parsed headers (emptied in place: Tornado's frame of ``get`` holds them too) and
-            # query (replaced, as an emptied dict keeps its table; prepare() read the query,
-            # and the environ holds what is read later), and the 101's headers, written by now.
-            # And the request's HTTP connection and server connection (documented attributes of
-            # Tornado's request, which nothing reads once the WebSocket took the stream): they
-            # are all that still holds Tornado's HTTP/1 objects of the handshake, its finished
-            # request loop's task and its connection context (~1.2 KB).
+            self._forget_handshake()
+            if self.transport is None:
+                self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
+
+        def _forget_handshake(self) -> None:
+            """Drop what the handshake left, since the handler and its request live as long as
+            the connection (measured in docs/benchmarks.md), each through Tornado's public
+            names. An emptied dict keeps its table, so dicts are replaced rather than emptied:
+
+            - the request's query (prepare() read it; the environ holds what is read later);
+            - the request's headers, re-initialised in place through their constructor, which
+              gives them new empty tables (Tornado's frame of ``get`` holds the same object);
+            - the 101's headers, written by now: ``clear()`` gives the response new headers
+              (Tornado's three defaults, then cleared). It sets the status to 200 as well, which
+              Tornado does not let a WebSocket's handler set back, and reads only to break its
+              reference cycles, once the connection has closed, whatever the status;
+            - the request's HTTP connection and server connection (documented attributes,
+              which nothing reads once the WebSocket took the stream): they were all that still
+              held Tornado's HTTP/1 objects of the handshake, the finished request loop's task
+              and the connection's context (~1.2 KB).
+            """
             request = self.request
-            request.headers.clear()
+            tornado.httputil.HTTPHeaders.__init__(request.headers)
             request.query_arguments = {}
             request.arguments = {}
             request.connection = None
             request.server_connection = None
-            for name in HANDSHAKE_RESPONSE_HEADERS:
+            self.clear()
+            for name in DEFAULT_RESPONSE_HEADERS:
                 self.clear_header(name)
-            if self.transport is None:
-                self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
 
         def on_message(self, message: str | bytes) -> None:
             if self.transport is not None:

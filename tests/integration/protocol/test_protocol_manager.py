@@ -11,8 +11,10 @@ import sys
 import pytest
 import tornado.httpclient
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+from tornado.httputil import HTTPHeaders
 
 from protocol import Server
+from protocol.engine import DEFAULT_RESPONSE_HEADERS
 from protocol.manager import Manager, NotAttached
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
@@ -259,6 +261,39 @@ async def test_an_open_websocket_keeps_none_of_tornados_http_connection_objects(
         peer.close()
     assert (await events.wait_for("disconnect"))[3] == Server.reason.TRANSPORT_CLOSE
     assert not sio.eio.sessions
+
+
+def _tables(headers: HTTPHeaders) -> list[dict]:
+    """The dicts a headers object keeps its fields in (whatever Tornado names them)."""
+    return [value for value in vars(headers).values() if isinstance(value, dict)]
+
+
+@pytest.mark.gen_test
+async def test_an_open_websockets_header_tables_are_freed(url: str, sio: Server) -> None:
+    """An emptied dict keeps its table: once the WebSocket is open, its request's headers and
+    its response's (the 101's) hold new small tables, not the emptied ones of the handshake
+    (~0.6 KB per open WebSocket, docs/benchmarks.md). The session goes on."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        ((_, live),) = sio.eio.sessions.items()
+        handler = live.transport.handler
+        assert len(handler.request.headers) == 0
+        request_tables = _tables(handler.request.headers)
+        assert request_tables
+        assert all(sys.getsizeof(table) == sys.getsizeof({}) for table in request_tables)
+        (response,) = (v for v in vars(handler).values() if isinstance(v, HTTPHeaders))
+        assert len(response) == 0
+        three = {}
+        for name in DEFAULT_RESPONSE_HEADERS:
+            three[name] = name
+        sizes = [sys.getsizeof(table) for table in _tables(response)]
+        assert sizes and max(sizes) <= sys.getsizeof(three), sizes
+        await peer.send('42["message","still here"]')
+        assert (await peer.recv()).startswith('42["message-back"')
+    finally:
+        peer.close()
 
 
 @pytest.mark.gen_test
