@@ -25,7 +25,8 @@ import binascii
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import engineio
@@ -49,11 +50,12 @@ from .session import (
 from .transport import WebSocketTransport
 
 EIO_VERSION = "4"
-TRANSPORTS = frozenset({"polling", "websocket"})
 ALLOWED_METHODS = frozenset({"GET", "POST", "OPTIONS"})
 RECORD_SEPARATOR = "\x1e"
 BINARY_PREFIX = "b"
+POLLING = "polling"
 WEBSOCKET = "websocket"
+TRANSPORTS = frozenset({POLLING, WEBSOCKET})
 NOOP_RESPONSE = b"6"
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
@@ -67,6 +69,12 @@ OUTPUT_LIMIT_PAYLOADS = 4
 SHARED_TEXTS = 1024
 #: the headers Tornado's ``RequestHandler.clear`` starts a response with
 DEFAULT_RESPONSE_HEADERS = ("Server", "Content-Type", "Date")
+#: the texts of an open WebSocket's request (documented attributes of Tornado's request) that
+#: most WebSockets have in common, held once for all of them (``_shared``)
+SHARED_REQUEST_TEXTS = ("method", "uri", "version", "path", "query", "host", "host_name")
+#: what an open WebSocket's handler keeps of its path's arguments (read before ``get`` only)
+NO_PATH_ARGS: tuple[()] = ()
+NO_PATH_KWARGS: Mapping[str, str] = types.MappingProxyType({})
 #: python-engineio answers a POST with this; the Engine.IO spec with ``ok``
 ENGINEIO_POST_ANSWER = b"OK"
 POST_ANSWER = b"ok"
@@ -308,7 +316,7 @@ class EngineServer(engineio.AsyncServer):
         """Open sessions by transport (an upgrade in progress still counts as polling)."""
         counts = dict.fromkeys(TRANSPORTS, 0)
         for live in self.sessions.values():
-            counts[WEBSOCKET if live.session.phase is Phase.WEBSOCKET else "polling"] += 1
+            counts[WEBSOCKET if live.session.phase is Phase.WEBSOCKET else POLLING] += 1
         return counts
 
     def websocket_handed(self, handler: tornado.websocket.WebSocketHandler, sid: str) -> bool:
@@ -557,6 +565,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             every WebSocket python-engineio would refuse before its 101, and take a new
             session's place under the per-address limit."""
             request = self.request
+            # one object for the clients of one address (a school behind one NAT): the
+            # request, its environ and the per-address count all hold it
+            request.remote_ip = _shared(request.remote_ip)
             if request.method not in ALLOWED_METHODS:
                 return self._refuse("Invalid method")
             args = request.query_arguments
@@ -565,7 +576,8 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             transport = args.get("transport", [b""])[0].decode("latin-1")
             if transport not in TRANSPORTS or transport not in eio.transports:
                 return self._refuse("Invalid transport")
-            self._exchange.kind = transport
+            # the constant, not the query's copy: an open WebSocket keeps it
+            self._exchange.kind = WEBSOCKET if transport == WEBSOCKET else POLLING
             sid = args.get("sid", [b""])[0].decode("latin-1") or None
             self._exchange.sid = sid
             if request.method == "POST" and sid is None:
@@ -702,9 +714,16 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             - the request's HTTP connection and server connection (documented attributes,
               which nothing reads once the WebSocket took the stream): they were all that still
               held Tornado's HTTP/1 objects of the handshake, the finished request loop's task
-              and the connection's context (~1.2 KB).
+              and the connection's context (~1.2 KB);
+            - the request line's and the host's texts, the same for most WebSockets, are held
+              once for all (``_shared``) instead of once each;
+            - the handler's path arguments (Tornado reads them only to call ``get``) and its
+              ``ui`` namespace for templates, which a WebSocket never renders (Tornado drops it
+              itself once the connection has closed).
             """
             request = self.request
+            for name in SHARED_REQUEST_TEXTS:
+                setattr(request, name, _shared(getattr(request, name)))
             tornado.httputil.HTTPHeaders.__init__(request.headers)
             request.query_arguments = {}
             request.arguments = {}
@@ -713,6 +732,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             self.clear()
             for name in DEFAULT_RESPONSE_HEADERS:
                 self.clear_header(name)
+            self.path_args = NO_PATH_ARGS  # type: ignore[assignment]
+            self.path_kwargs = NO_PATH_KWARGS  # type: ignore[assignment]
+            self.ui = None
 
         def on_message(self, message: str | bytes) -> None:
             if self.transport is not None:

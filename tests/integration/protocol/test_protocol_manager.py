@@ -14,7 +14,7 @@ from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 from tornado.httputil import HTTPHeaders
 
 from protocol import Server
-from protocol.engine import DEFAULT_RESPONSE_HEADERS
+from protocol.engine import DEFAULT_RESPONSE_HEADERS, SHARED_REQUEST_TEXTS
 from protocol.manager import Manager, NotAttached
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
@@ -329,6 +329,33 @@ async def test_two_websockets_environs_share_their_common_texts(url: str, sio: S
             assert first[key] is second[key]
         shared_keys = {id(k) for k in first if k.startswith("HTTP_")}
         assert shared_keys == {id(k) for k in second if k.startswith("HTTP_")}
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.mark.gen_test
+async def test_two_open_websockets_share_their_requests_texts(url: str, sio: Server) -> None:
+    """An open WebSocket's request and handler live as long as it: the texts two clients have
+    in common (the request line's, the host's, the peer address) are one object each, and
+    neither handler keeps its path arguments or a template namespace. Both sessions go on."""
+    peers = [await WsPeer.open(url) for _ in range(2)]
+    try:
+        for peer in peers:
+            assert (await peer.recv()).startswith("0{")
+            await joined(peer)
+        first, second = (live.transport.handler for live in sio.eio.sessions.values())
+        for name in (*SHARED_REQUEST_TEXTS, "remote_ip"):
+            mine, theirs = getattr(first.request, name), getattr(second.request, name)
+            assert mine == theirs, name
+            assert mine is theirs, name
+        for handler in (first, second):
+            assert handler.path_args == ()
+            assert handler.path_kwargs == {}
+            assert handler.ui is None
+        for peer in peers:
+            await peer.send('42["message","still here"]')
+            assert (await peer.recv()).startswith('42["message-back"')
     finally:
         for peer in peers:
             peer.close()
