@@ -125,7 +125,8 @@ class _Socket:
     namespace: str
     #: frames emitted while the connect handler runs; sent after the CONNECT reply
     held: list[str | bytes] | None = field(default_factory=list)
-    acks: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    #: ack callbacks awaited, by ack id; made on the first (most sockets never await one)
+    acks: dict[int, Callable[..., Any]] | None = None
     next_ack: int = 0
     session: dict[str, Any] = field(default_factory=dict)
 
@@ -263,6 +264,8 @@ class Server:
         pid = sock.next_ack
         sock.next_ack = pid + 1
         frames = encode(Packet(PacketType.EVENT, namespace, [event, *as_args(data)], pid))
+        if sock.acks is None:
+            sock.acks = {}
         sock.acks[pid] = callback
         await self.deliver(sock.sid, frames)
         return sock, pid
@@ -286,7 +289,8 @@ class Server:
         try:
             return _call_result(await asyncio.wait_for(waiter.future, timeout))
         finally:
-            sock.acks.pop(pid, None)
+            if sock.acks is not None:
+                sock.acks.pop(pid, None)
 
     async def deliver(self, sid: str, frames: list[str | bytes]) -> None:
         """Send encoded frames to a socket of this process (the manager's way out); held while
@@ -406,10 +410,10 @@ class Server:
         if self._sockets.pop(sock.sid, None) is None:
             return
         self.manager.remove_sid(sock.sid, sock.namespace)
-        for ack in sock.acks.values():
+        acks, sock.acks = sock.acks, None
+        for ack in (acks or {}).values():
             if isinstance(ack, _Call):
                 ack.fail()
-        sock.acks.clear()
         handler = self._handlers[sock.namespace].get("disconnect")
         if handler is not None and reason is not None and sock.held is None:
             try:
@@ -586,7 +590,7 @@ class Server:
             await self._send(sock.eio_sid, frames)
 
     async def _acknowledged(self, sock: _Socket, pkt: Packet) -> None:
-        callback = sock.acks.pop(pkt.id, None)  # type: ignore[arg-type]
+        callback = sock.acks.pop(pkt.id, None) if sock.acks else None  # type: ignore[arg-type]
         if callback is None:
             return
         try:
