@@ -74,7 +74,9 @@ DEFAULT_RESPONSE_HEADERS = ("Server", "Content-Type", "Date")
 SHARED_REQUEST_TEXTS = ("method", "uri", "version", "path", "query", "host", "host_name")
 #: what an open WebSocket's handler keeps of its path's arguments (read before ``get`` only)
 NO_PATH_ARGS: tuple[()] = ()
-NO_PATH_KWARGS: Mapping[str, str] = types.MappingProxyType({})
+#: what an open WebSocket's request and handler keep of their argument dicts (read before the
+#: 101 only): one read-only empty mapping for all, rather than an empty dict each
+NO_ARGUMENTS: Mapping[str, Any] = types.MappingProxyType({})
 #: python-engineio answers a POST with this; the Engine.IO spec with ``ok``
 ENGINEIO_POST_ANSWER = b"OK"
 POST_ANSWER = b"ok"
@@ -704,7 +706,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             the connection (measured in docs/benchmarks.md), each through Tornado's public
             names. An emptied dict keeps its table, so dicts are replaced rather than emptied:
 
-            - the request's query (prepare() read it; the environ holds what is read later);
+            - the request's query (prepare() read it; the environ holds what is read later),
+              its body's arguments and files (a WebSocket's request has no body): one shared
+              read-only empty mapping instead of an empty dict each;
             - the request's headers, re-initialised in place through their constructor, which
               gives them new empty tables (Tornado's frame of ``get`` holds the same object);
             - the 101's headers, written by now: ``clear()`` gives the response new headers
@@ -725,15 +729,17 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             for name in SHARED_REQUEST_TEXTS:
                 setattr(request, name, _shared(getattr(request, name)))
             tornado.httputil.HTTPHeaders.__init__(request.headers)
-            request.query_arguments = {}
-            request.arguments = {}
+            request.query_arguments = NO_ARGUMENTS  # type: ignore[assignment]
+            request.arguments = NO_ARGUMENTS  # type: ignore[assignment]
+            request.body_arguments = NO_ARGUMENTS  # type: ignore[assignment]
+            request.files = NO_ARGUMENTS  # type: ignore[assignment]
             request.connection = None
             request.server_connection = None
             self.clear()
             for name in DEFAULT_RESPONSE_HEADERS:
                 self.clear_header(name)
             self.path_args = NO_PATH_ARGS  # type: ignore[assignment]
-            self.path_kwargs = NO_PATH_KWARGS  # type: ignore[assignment]
+            self.path_kwargs = NO_ARGUMENTS  # type: ignore[assignment]
             self.ui = None
 
         def on_message(self, message: str | bytes) -> None:
