@@ -77,6 +77,8 @@ NO_PATH_ARGS: tuple[()] = ()
 #: what an open WebSocket's request and handler keep of their argument dicts (read before the
 #: 101 only): one read-only empty mapping for all, rather than an empty dict each
 NO_ARGUMENTS: Mapping[str, Any] = types.MappingProxyType({})
+#: the WSGI environ's request body
+BODY_KEY = "wsgi.input"
 #: python-engineio answers a POST with this; the Engine.IO spec with ``ok``
 ENGINEIO_POST_ANSWER = b"OK"
 POST_ANSWER = b"ok"
@@ -131,7 +133,7 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
     WebSocket environ then fits a dict a size class smaller than one with WSGI's constants."""
     request = handler.request
     environ: dict[str, Any] = {
-        "wsgi.input": _Body(request.body),
+        BODY_KEY: _Body(request.body),
         "wsgi.url_scheme": _shared(request.protocol),
         "REQUEST_METHOD": _shared(request.method),
         "PATH_INFO": _shared(request.path),
@@ -142,6 +144,31 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
     for name, value in request.headers.items():
         environ[_environ_key(name)] = _shared(value)
     return environ
+
+
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _shared_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple for each recently seen list of environ keys (the clients of one kind send the
+    same headers in the same order)."""
+    return keys
+
+
+class KeptEnviron:
+    """A session's environ as the Socket.IO layer keeps it for the session's life, to give each
+    namespace's connect handler: its keys (one tuple for all the clients whose requests had the
+    same headers) and its values, without the request's body. An environ dict of a WebSocket's
+    ~15 entries costs ~480 bytes, its values' tuple ~180 (docs/benchmarks.md)."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        kept = [(key, value) for key, value in environ.items() if key != BODY_KEY]
+        self.keys = _shared_keys(tuple(key for key, _ in kept))
+        self.values = tuple(value for _, value in kept)
+
+    def unpack(self) -> dict[str, Any]:
+        """The environ, as a new dict."""
+        return dict(zip(self.keys, self.values, strict=True))
 
 
 class _Live:
@@ -258,11 +285,11 @@ class EngineServer(engineio.AsyncServer):
     def outbox_opened(self, outbox: Outbox) -> None:
         self._opening = outbox
 
-    def session_opened(self, sid: str, environ: dict[str, Any]) -> None:
+    def session_opened(self, sid: str) -> None:
         """Register the new session and give it the place its handshake reserved (call from
-        the connect event, which python-engineio fires exactly once per session). The environ
-        is kept with the session, without its request body. Its first PING is scheduled once
-        the handshake's answer is out (``handshake_answered``), so that none rides in it."""
+        the connect event, which python-engineio fires exactly once per session). Its first PING
+        is scheduled once the handshake's answer is out (``handshake_answered``), so that none
+        rides in it."""
         outbox, self._opening = self._opening, None
         assert outbox is not None and outbox.sid == sid  # queued its OPEN just before
         live = _Live(Session(sid), outbox)
@@ -275,7 +302,6 @@ class EngineServer(engineio.AsyncServer):
             self._per_address[address] = self._per_address.get(address, 0) + 1
             self.admission.opened()
         self._addresses[sid] = address
-        environ.pop("wsgi.input", None)
 
     def handshake_answered(self, sid: str) -> None:
         """The OPEN packet of `sid` is written: its first PING is due in ping_interval."""

@@ -20,7 +20,7 @@ import tornado.websocket
 from engineio import packet as eio_packet
 
 from . import eager
-from .engine import EngineServer, engine_handler
+from .engine import EngineServer, KeptEnviron, engine_handler
 from .manager import Manager, as_args
 from .packet import (
     DEFAULT_MAX_ATTACHMENTS,
@@ -136,7 +136,8 @@ class _Client:
     """One Engine.IO session and the namespaces it joined."""
 
     eio_sid: str
-    environ: dict[str, Any]
+    #: the handshake's environ, for the connect handler of each namespace joined
+    environ: KeptEnviron
     decoder: Decoder
     sockets: dict[str, _Socket] = field(default_factory=dict)
     connect_timer: asyncio.TimerHandle | None = None
@@ -432,13 +433,13 @@ class Server:
             return False  # python-engineio answers the handshake 401 and forgets the session
         # a binary packet's attachments together: no larger than one message may be
         decoder = Decoder(self.max_attachments, self.eio.max_http_buffer_size)
-        client = _Client(eio_sid, environ, decoder)
+        client = _Client(eio_sid, KeptEnviron(environ), decoder)
         self._clients[eio_sid] = client
         client.connect_timer = asyncio.get_running_loop().call_later(
             self.connect_timeout, self._connect_timed_out, client
         )
         # last: a session python-engineio refuses (if this raised) never takes its place
-        self.eio.session_opened(eio_sid, environ)
+        self.eio.session_opened(eio_sid)
         return True
 
     def _connect_timed_out(self, client: _Client) -> None:
@@ -524,7 +525,7 @@ class Server:
         client.sockets[namespace] = sock
         self._sockets[sid] = sock
         self.manager.add_sid(sid, namespace)
-        error = await self._run_connect_handler(sock, client.environ, pkt.data)
+        error = await self._run_connect_handler(sock, client.environ.unpack(), pkt.data)
         if self._sockets.get(sid) is not sock:
             return  # the client went away (or was disconnected) while the handler ran
         if error is not None:

@@ -198,7 +198,7 @@ async def test_an_open_websocket_keeps_its_headers_only_in_the_environ(
         await joined(peer)
         ((sid, live),) = sio.eio.sessions.items()
         assert len(live.transport.handler.request.headers) == 0
-        assert sio._clients[sid].environ["HTTP_USER_AGENT"] == "idle-test"
+        assert sio._clients[sid].environ.unpack()["HTTP_USER_AGENT"] == "idle-test"
     finally:
         peer.close()
 
@@ -333,15 +333,20 @@ async def test_the_101_is_written_whole_before_its_headers_are_dropped(url: str)
 
 @pytest.mark.gen_test
 async def test_two_websockets_environs_share_their_common_texts(url: str, sio: Server) -> None:
-    """An environ lives as long as its WebSocket: the header names and values two clients
-    have in common are one object each, not a copy per connection; texts unique to one
-    client (its WebSocket key) stay its own."""
+    """An environ lives as long as its WebSocket: it is kept as its values and its keys, one
+    tuple of keys for the clients whose requests had the same headers, without the request's
+    body; the header names and values two clients have in common are one object each, not a
+    copy per connection; texts unique to one client (its WebSocket key) stay its own."""
     peers = [await WsPeer.open(url) for _ in range(2)]
     try:
         for peer in peers:
             assert (await peer.recv()).startswith("0{")
             await joined(peer)
-        first, second = (client.environ for client in sio._clients.values())
+        kept = [client.environ for client in sio._clients.values()]
+        assert kept[0].keys is kept[1].keys  # one tuple of keys for both
+        assert sys.getsizeof(kept[0].values) < sys.getsizeof(kept[0].unpack())
+        first, second = (environ.unpack() for environ in kept)
+        assert "wsgi.input" not in first
         assert first["HTTP_SEC_WEBSOCKET_KEY"] != second["HTTP_SEC_WEBSOCKET_KEY"]
         for key in ("HTTP_HOST", "HTTP_UPGRADE", "HTTP_SEC_WEBSOCKET_VERSION", "QUERY_STRING"):
             assert first[key] == second[key]
