@@ -172,13 +172,16 @@ class KeptEnviron:
 
 
 class _Live:
-    """A session as the server keeps it: its state, its Outbox, its WebSocket once it has one."""
+    """A session as the server keeps it: its state, its Outbox, its WebSocket once it has one,
+    and the client address whose place (``EngineServer.reserve``) it holds (here rather than in
+    an index of its own: a dict entry less per session)."""
 
-    __slots__ = ("outbox", "session", "transport")
+    __slots__ = ("address", "outbox", "session", "transport")
 
-    def __init__(self, session: Session, outbox: Outbox) -> None:
+    def __init__(self, session: Session, outbox: Outbox, address: str) -> None:
         self.session = session
         self.outbox = outbox
+        self.address = address
         self.transport: WebSocketTransport | None = None
 
 
@@ -228,9 +231,8 @@ class EngineServer(engineio.AsyncServer):
         )
         #: sessions closed because their queued output passed max_session_output
         self.output_limit_closes = 0
-        #: the client address of every open session, and how many places each address holds
-        #: (open sessions and handshakes in progress)
-        self._addresses: dict[str, str] = {}
+        #: how many places each client address holds (open sessions and handshakes in
+        #: progress)
         self._per_address: dict[str, int] = {}
         #: sids whose client sent CLOSE by POST while no poll was pending, with the loop time
         #: until which the poll racing that CLOSE is still answered with a NOOP
@@ -292,16 +294,15 @@ class EngineServer(engineio.AsyncServer):
         rides in it."""
         outbox, self._opening = self._opening, None
         assert outbox is not None and outbox.sid == sid  # queued its OPEN just before
-        live = _Live(Session(sid), outbox)
-        outbox.session = live.session
-        self.sessions[sid] = live
         handler = _serving.get(None)
         address = handler.claim_reservation(sid) if handler is not None else None
         if address is None:  # not served by engine_handler: count it now
             address = handler.request.remote_ip if handler is not None else ""
             self._per_address[address] = self._per_address.get(address, 0) + 1
             self.admission.opened()
-        self._addresses[sid] = address
+        live = _Live(Session(sid), outbox, address)
+        outbox.session = live.session
+        self.sessions[sid] = live
 
     def handshake_answered(self, sid: str) -> None:
         """The OPEN packet of `sid` is written: its first PING is due in ping_interval."""
@@ -312,13 +313,11 @@ class EngineServer(engineio.AsyncServer):
         """Forget the session: its place, its heartbeat (call from the disconnect event, fired
         once whatever ends the session); returns the reason to report, rollcall's own when it
         closed the session."""
-        address = self._addresses.pop(sid, None)
-        if address is not None:
-            self.release(address)
         self.heartbeat.forget(sid)
         live = self.sessions.pop(sid, None)
         if live is None:
             return reason
+        self.release(live.address)
         session = live.session
         session.closing()
         return session.close_reason or reason

@@ -282,6 +282,28 @@ async def test_a_socket_holds_no_ack_table_until_it_awaits_an_ack(url: str, sio:
         peer.close()
 
 
+@pytest.mark.gen_test
+async def test_the_engine_indexes_an_open_session_once(url: str, sio: Server) -> None:
+    """Every index keyed by sid costs a dict entry per session: the engine keeps an open
+    session in one (its sessions, beside python-engineio's own sockets), with the address whose
+    place it holds on the session's own
+    record, which gives the place back when the session closes."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        ((sid, live),) = sio.eio.sessions.items()
+        indexes = [name for name, value in vars(sio.eio).items()
+                   if isinstance(value, dict) and sid in value]
+        assert sorted(indexes) == ["sessions", "sockets"]  # rollcall's and python-engineio's
+        assert live.address == live.transport.handler.request.remote_ip
+        assert sio.eio.connections_from(live.address) == 1
+    finally:
+        peer.close()
+    await sio.eio.close_session(sid, Server.reason.SERVER_DISCONNECT)
+    assert sio.eio.connections_from(live.address) == 0
+
+
 def _tables(headers: HTTPHeaders) -> list[dict]:
     """The dicts a headers object keeps its fields in (whatever Tornado names them)."""
     return [value for value in vars(headers).values() if isinstance(value, dict)]
