@@ -286,8 +286,7 @@ async def test_a_socket_holds_no_ack_table_until_it_awaits_an_ack(url: str, sio:
 async def test_the_engine_indexes_an_open_session_once(url: str, sio: Server) -> None:
     """Every index keyed by sid costs a dict entry per session: the engine keeps an open
     session in one (its sessions, beside python-engineio's own sockets), with the address whose
-    place it holds on the session's own
-    record, which gives the place back when the session closes."""
+    place it holds on the session's own record, which gives the place back when it closes."""
     peer = await WsPeer.open(url)
     try:
         assert (await peer.recv()).startswith("0{")
