@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 import tornado.httpclient
@@ -74,6 +76,25 @@ async def joined(peer: WsPeer | PollPeer) -> None:
     assert await peer.recv() == '42["auth",{}]'
 
 
+@contextlib.asynccontextmanager
+async def joined_websocket(url: str) -> AsyncIterator[WsPeer]:
+    """A WebSocket client whose session is open and joined to the root namespace; closed at
+    the end of the block."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        yield peer
+    finally:
+        peer.close()
+
+
+async def still_echoes(peer: WsPeer) -> None:
+    """The session still works: an event is echoed."""
+    await peer.send('42["message","still here"]')
+    assert (await peer.recv()).startswith('42["message-back"')
+
+
 @pytest.mark.gen_test
 async def test_close_all_ends_every_session_and_the_counts_follow(
     url: str, sio: Server, events: Events
@@ -126,27 +147,19 @@ async def test_an_idle_websocket_session_waits_without_tasks_of_its_own(url: str
     """Idle memory (docs/benchmarks.md, issue 15): an open WebSocket session has no reader or
     writer of its own (Tornado's frame loop hands frames to it), and its next PING waits on the
     shared schedule, not in a task per wait."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url):
         names = {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}
         assert not names & PER_SESSION_WAITS
         # the request's task, whose WebSocketHandler.get runs Tornado's frame loop: the
         # connection's one task
         assert "RequestHandler._execute" in names
-    finally:
-        peer.close()
 
 
 @pytest.mark.gen_test
 async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server) -> None:
     """A session's next PING waits ping_interval on a timer (not a task per session);
     shutdown() must leave neither it nor the heartbeat monitor running past the server's end."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url):
         assert engineio_tasks() == ["AsyncServer._service_task"]
         assert sio.eio.pending_pings == 1
 
@@ -155,8 +168,6 @@ async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server
 
         assert engineio_tasks() == []
         assert sio.eio.pending_pings == 0
-    finally:
-        peer.close()
 
 
 @pytest.mark.gen_test
@@ -212,10 +223,7 @@ async def test_an_open_websocket_handler_keeps_no_query_and_shares_its_attribute
     of its own: rollcall keeps its state of the request in one attribute, so Python still
     shares the handler's attribute names between handlers (past 30 names each instance gets a
     whole dict, ~1.3 KB more per open WebSocket). The session still works after both."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url) as peer:
         ((_, live),) = sio.eio.sessions.items()
         handler = live.transport.handler
         request = handler.request
@@ -225,10 +233,7 @@ async def test_an_open_websocket_handler_keeps_no_query_and_shares_its_attribute
         assert sys.getsizeof(attributes) < sys.getsizeof(dict(attributes)), (
             f"the handler has a dict of its own: {len(attributes)} names, {sorted(attributes)}"
         )
-        await peer.send('42["message","still here"]')
-        assert (await peer.recv()).startswith('42["message-back"')
-    finally:
-        peer.close()
+        await still_echoes(peer)
 
 
 @pytest.mark.gen_test
@@ -239,10 +244,7 @@ async def test_an_open_websocket_keeps_none_of_tornados_http_connection_objects(
     handshake nor its server connection (with its finished request loop's task), and nothing
     else does: they are freed (~1.2 KB per open WebSocket, docs/benchmarks.md). The session
     still works and still ends when the client closes."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url) as peer:
         ((_, live),) = sio.eio.sessions.items()
         handler = live.transport.handler
         request = handler.request
@@ -255,10 +257,7 @@ async def test_an_open_websocket_keeps_none_of_tornados_http_connection_objects(
         holders += [type(o).__name__ for o in gc.get_referrers(handler.ws_connection.stream)
                     if isinstance(o, http_objects)]
         assert holders == [], f"Tornado's HTTP objects of the handshake are still alive: {holders}"
-        await peer.send('42["message","still here"]')
-        assert (await peer.recv()).startswith('42["message-back"')
-    finally:
-        peer.close()
+        await still_echoes(peer)
     assert (await events.wait_for("disconnect"))[3] == Server.reason.TRANSPORT_CLOSE
     assert not sio.eio.sessions
 
@@ -267,10 +266,7 @@ async def test_an_open_websocket_keeps_none_of_tornados_http_connection_objects(
 async def test_a_socket_holds_no_ack_table_until_it_awaits_an_ack(url: str, sio: Server) -> None:
     """Most sockets never await an ack from their client: their table of awaited acks is made
     by the first (~80 bytes less per idle socket), and it works as before from then on."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url) as peer:
         (sock,) = sio._sockets.values()
         assert sock.acks is None
         call = asyncio.ensure_future(sio.call("question", 21, to=sock.sid, timeout=5))
@@ -278,8 +274,6 @@ async def test_a_socket_holds_no_ack_table_until_it_awaits_an_ack(url: str, sio:
         await peer.send('430["answer",42]')
         assert await call == ("answer", 42)
         assert sock.acks == {}
-    finally:
-        peer.close()
 
 
 @pytest.mark.gen_test
@@ -287,18 +281,13 @@ async def test_the_engine_indexes_an_open_session_once(url: str, sio: Server) ->
     """Every index keyed by sid costs a dict entry per session: the engine keeps an open
     session in one (its sessions, beside python-engineio's own sockets), with the address whose
     place it holds on the session's own record, which gives the place back when it closes."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url):
         ((sid, live),) = sio.eio.sessions.items()
         indexes = [name for name, value in vars(sio.eio).items()
                    if isinstance(value, dict) and sid in value]
         assert sorted(indexes) == ["sessions", "sockets"]  # rollcall's and python-engineio's
         assert live.address == live.transport.handler.request.remote_ip
         assert sio.eio.connections_from(live.address) == 1
-    finally:
-        peer.close()
     await sio.eio.close_session(sid, Server.reason.SERVER_DISCONNECT)
     assert sio.eio.connections_from(live.address) == 0
 
@@ -313,10 +302,7 @@ async def test_an_open_websockets_header_tables_are_freed(url: str, sio: Server)
     """An emptied dict keeps its table: once the WebSocket is open, its request's headers and
     its response's (the 101's) hold new small tables, not the emptied ones of the handshake
     (~0.6 KB per open WebSocket, docs/benchmarks.md). The session goes on."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url) as peer:
         ((_, live),) = sio.eio.sessions.items()
         handler = live.transport.handler
         assert len(handler.request.headers) == 0
@@ -330,10 +316,7 @@ async def test_an_open_websockets_header_tables_are_freed(url: str, sio: Server)
             three[name] = name
         sizes = [sys.getsizeof(table) for table in _tables(response)]
         assert sizes and max(sizes) <= sys.getsizeof(three), sizes
-        await peer.send('42["message","still here"]')
-        assert (await peer.recv()).startswith('42["message-back"')
-    finally:
-        peer.close()
+        await still_echoes(peer)
 
 
 @pytest.mark.gen_test
