@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import math
 import signal
@@ -23,6 +22,7 @@ import tornado.netutil
 import tornado.web
 
 import handlers
+import heap
 import metrics
 import web
 from config import TEACHER_AUTH_NONE, TEACHER_AUTH_TOKEN, Config, configure_logging, parse_config
@@ -58,9 +58,6 @@ EXIT_CANNOT_LISTEN = 1
 
 class CannotListen(Exception):
     """The address to listen on is taken (without --reuse-port on both processes) or refused."""
-#: allocations between two collections of the youngest generation (Python's default: 700)
-GC_YOUNG_THRESHOLD = 10_000
-
 
 @dataclass
 class Services:
@@ -280,7 +277,12 @@ async def serve(config: Config) -> None:
     http_server.add_sockets(sockets)
     loop_lag = metrics.LoopLagMonitor()
     loop_lag.start()
-    settle_heap()
+    collector = heap.Collector(
+        lambda: rollcall.sio.eio.sessions_closed,
+        lambda: len(rollcall.sio.eio.sessions),
+        busy=lambda: services.presence.in_flight > 0 or services.lessons.in_flight > 0,
+    )
+    collector.start()
     log.info(
         "rollcall listening on http://%s:%d (process %s)",
         config.host,
@@ -307,6 +309,7 @@ async def serve(config: Config) -> None:
             "connections still open %.0f s after the signal; closing anyway",
             drain + DISCONNECT_TIMEOUT,
         )
+    collector.stop()
     await loop_lag.stop()
     await rollcall.sweeper.stop()
     try:
@@ -323,22 +326,6 @@ async def serve(config: Config) -> None:
             "services still closing %.0f s after the signal; exiting", drain + SHUTDOWN_TIMEOUT
         )
     log.info("stopped")
-
-
-def settle_heap() -> None:
-    """Once start-up is done: move what it built (modules, the app, the pools; it lives as long
-    as the process) out of the collector's reach, and collect the youngest generation after
-    GC_YOUNG_THRESHOLD allocations instead of 700.
-
-    Under a burst of joins, each in flight holds dozens of containers, so the default threshold
-    ran ~100 collections a second, and every 100th of them walked the whole start-up heap: ~7% of
-    the server's CPU in the join bench, ~0 after this. Garbage without cycles is freed by
-    reference counting as before; only cyclic garbage waits longer, at most a few thousand
-    objects.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def run(config: Config) -> None:

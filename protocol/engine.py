@@ -231,6 +231,8 @@ class EngineServer(engineio.AsyncServer):
         )
         #: sessions closed because their queued output passed max_session_output
         self.output_limit_closes = 0
+        #: sessions closed so far, whatever closed them (heap.py schedules full collections by it)
+        self.sessions_closed = 0
         #: how many places each client address holds (open sessions and handshakes in
         #: progress)
         self._per_address: dict[str, int] = {}
@@ -318,6 +320,7 @@ class EngineServer(engineio.AsyncServer):
         if live is None:
             return reason
         self.release(live.address)
+        self.sessions_closed += 1
         session = live.session
         session.closing()
         return session.close_reason or reason

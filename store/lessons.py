@@ -67,6 +67,8 @@ class LessonStore:
     def __init__(self, pool: aiopg.Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
+        #: queries waiting for a connection or for PostgreSQL
+        self.in_flight = 0
         self._lookups: Coalescer[tuple[str, str], LessonSeat | None] = Coalescer(
             self.lookup_many
         )
@@ -113,6 +115,7 @@ class LessonStore:
         )
 
     async def _fetchall(self, query: str, params: tuple) -> list[tuple]:
+        self.in_flight += 1
         try:
             with metrics.store_call(BACKEND):
                 async with asyncio.timeout(self._timeout):
@@ -123,6 +126,8 @@ class LessonStore:
             raise StoreUnavailable(BACKEND, "timed out") from None
         except (psycopg2.OperationalError, psycopg2.InterfaceError, OSError) as exc:
             raise StoreUnavailable(BACKEND, _first_line(exc)) from exc
+        finally:
+            self.in_flight -= 1
 
     async def close(self) -> None:
         await self._lookups.close()

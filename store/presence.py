@@ -52,6 +52,10 @@ BACKEND = "redis"
 #: its limit at once ("Too many connections"): a whole school closing at once put more batches
 #: in flight than that and most of their leaves failed, so calls wait in available() instead.
 MAX_CONNECTIONS = 100
+#: ... and one more, which only the health probe's PING takes: a probe says whether Redis
+#: answers, not how long the queue of calls is (a whole school leaving at once queued thousands
+#: of leaves, and /healthz waited 2.4 s behind them)
+HEALTH_CONNECTIONS = 1
 PRESENCE_TTL = 86400  # seconds; lesson_teacher_{lesson_id} and {client_id} (join_lesson.md)
 #: seconds the held records and the registry of processes outlive their last write: what a
 #: dead process held can be swept for this long after it died
@@ -323,6 +327,9 @@ class PresenceStore:
         self._roster_ttl = roster_ttl
         #: one permit per pooled connection: see MAX_CONNECTIONS
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._health_connections = asyncio.Semaphore(HEALTH_CONNECTIONS)
+        #: calls inside `available()`, waiting for a connection or for Redis
+        self.in_flight = 0
         self._bookkeeping = Bookkeeping("", ("", "", ""), ("", "", ""))
         #: whose held record the scripts keep; store/liveness.py renews it and replaces it
         self.process_id = new_process_id()
@@ -363,7 +370,7 @@ class PresenceStore:
             # pipeline included) by `timeout`; a socket_timeout too would enter a timeout of its
             # own for each reply of a pipeline, ~2 us a join for nothing.
             socket_connect_timeout=timeout,
-            max_connections=MAX_CONNECTIONS,
+            max_connections=MAX_CONNECTIONS + HEALTH_CONNECTIONS,
             # No retries: an outage must answer UNAVAILABLE within `timeout`, and a retried
             # pipeline could run a join's script twice. Stale pooled connections are replaced
             # when they are checked out.
@@ -372,8 +379,9 @@ class PresenceStore:
         return cls(client, timeout, key_prefix, roster_ttl)
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless Redis answers PING in time."""
-        async with self.available():
+        """Raise StoreUnavailable unless Redis answers PING in time; on the health probe's own
+        connection (HEALTH_CONNECTIONS), not behind the calls waiting for one."""
+        async with self._guarded(self._health_connections):
             await self._redis.ping()
 
     async def join(self, join: Join) -> JoinOutcome:
@@ -568,18 +576,24 @@ class PresenceStore:
         and each would fail a join once."""
         await self._redis.connection_pool.disconnect(inuse_connections=False)
 
-    @contextlib.asynccontextmanager
-    async def available(self) -> AsyncIterator[None]:
+    def available(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Turns a Redis that does not answer in time, or refuses, into StoreUnavailable; the
         wait for a free connection counts in the time. Calls do not nest: each holds one."""
+        return self._guarded(self._connections)
+
+    @contextlib.asynccontextmanager
+    async def _guarded(self, permits: asyncio.Semaphore) -> AsyncIterator[None]:
+        self.in_flight += 1
         try:
             with metrics.store_call(BACKEND):
-                async with asyncio.timeout(self._timeout), self._connections:
+                async with asyncio.timeout(self._timeout), permits:
                     yield
         except TimeoutError:
             raise StoreUnavailable(BACKEND, "timed out") from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(BACKEND, str(exc)) from exc
+        finally:
+            self.in_flight -= 1
 
     async def close(self) -> None:
         await asyncio.gather(self._joins.close(), self._leaves.close(), self._handovers.close())

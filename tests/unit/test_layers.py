@@ -15,6 +15,7 @@ ALLOWED = {
     "protocol": set(),
     "tasks": set(),
     "logs": set(),
+    "heap": set(),
     "metrics": {"tasks"},
     "tracking": {"metrics"},
     "store": {"logs", "metrics", "tasks", "protocol"},
@@ -22,7 +23,7 @@ ALLOWED = {
     "web": {"store", "protocol", "logs", "metrics"},
     "config": {"logs", "protocol", "store", "handlers"},
     "server": {"config", "web", "handlers", "store", "protocol", "tracking", "logs", "metrics",
-               "tasks"},
+               "tasks", "heap"},
 }
 PACKAGES = ("protocol", "store", "handlers", "web")
 
@@ -31,7 +32,8 @@ def production_modules() -> dict[str, pathlib.Path]:
     """Dotted name -> file, for every module of the app."""
     modules = {path.stem: ROOT / path for path in map(pathlib.Path, ("server.py", "config.py",
                                                                    "logs.py", "metrics.py",
-                                                                   "tracking.py", "tasks.py"))}
+                                                                   "tracking.py", "tasks.py",
+                                                                   "heap.py"))}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts

@@ -153,3 +153,41 @@ async def test_a_burst_past_the_pool_waits_for_connections_instead_of_failing(
 
     assert outcomes == [JoinOutcome(seat_map_created=False, reconnect=False)] * burst
     assert redis_db.hlen("lesson_student_burst") == burst
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_the_health_ping_does_not_wait_behind_calls_holding_every_connection(presence):
+    """/healthz pings Redis: it must say whether Redis answers, not how long the queue of calls
+    is (a whole school leaving at once queued thousands of leaves in front of it). The calls
+    in flight are counted, which heap.Collector waits for."""
+    release = asyncio.Event()
+    all_held = asyncio.Event()
+    held = 0
+
+    async def hold() -> None:
+        nonlocal held
+        async with presence.available():
+            held += 1
+            if held == MAX_CONNECTIONS:
+                all_held.set()
+            await release.wait()
+
+    calls = [asyncio.create_task(hold()) for _ in range(MAX_CONNECTIONS + 5)]
+    try:
+        await all_held.wait()
+        assert presence.in_flight == MAX_CONNECTIONS + 5  # 5 of them waiting for a connection
+        await presence.ping()  # would time out in available() behind them
+    finally:
+        release.set()
+        await asyncio.gather(*calls)
+    assert presence.in_flight == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_queries_in_flight_are_counted(lessons):
+    """What heap.Collector waits for before a full collection."""
+    query = asyncio.ensure_future(lessons.ping())
+    await asyncio.sleep(0)  # its first step: it waits for a connection, then for the answer
+    assert lessons.in_flight == 1
+    await query
+    assert lessons.in_flight == 0

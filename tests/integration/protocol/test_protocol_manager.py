@@ -1,5 +1,5 @@
 """The server's client manager, and what the server offers its wiring instead of its engine:
-`close_all()` and `connection_counts()`."""
+`close_all()` and `connection_counts()` (and the engine's count of closed sessions)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,7 @@ async def test_close_all_ends_every_session_and_the_counts_follow(
     url: str, sio: Server, events: Events
 ) -> None:
     assert sio.connection_counts() == {"polling": 0, "websocket": 0}
+    assert sio.eio.sessions_closed == 0
     websocket = await WsPeer.open(url)
     assert (await websocket.recv()).startswith("0{")
     polling = await PollPeer.open(url)
@@ -113,6 +114,7 @@ async def test_close_all_ends_every_session_and_the_counts_follow(
         reasons = [entry[3] for entry in events.log if entry[0] == "disconnect"]
         assert reasons == [sio.reason.SERVER_DISCONNECT] * 2
         assert sio.connection_counts() == {"polling": 0, "websocket": 0}
+        assert sio.eio.sessions_closed == 2  # what heap.Collector counts
         assert await websocket.closed()
         assert await polling.closed()
     finally:
