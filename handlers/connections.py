@@ -115,8 +115,9 @@ class Connections:
     def __init__(self, presence: PresenceStore) -> None:
         self._presence = presence
         self._records: dict[str, Connection] = {}
-        #: the live sids whose last joins wrote each entry, oldest first
-        self._holders: dict[Entry, dict[str, None]] = {}
+        #: the live sids whose last joins wrote each entry, oldest first: the sid itself while
+        #: it is the only one (as it nearly always is: a dict of one costs ~200 bytes more)
+        self._holders: dict[Entry, str | dict[str, None]] = {}
         self._disconnecting = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -144,17 +145,35 @@ class Connections:
         record.last_join = join
         for entry in left:
             self._unhold(entry, record.sid)
+        sid = record.sid
         for entry in join.entries:
-            holders = self._holders.setdefault(entry, {})
-            holders.pop(record.sid, None)
-            holders[record.sid] = None
+            holders = self._holders.get(entry)
+            if holders is None or holders == sid:
+                self._holders[entry] = sid
+                continue
+            if isinstance(holders, str):
+                holders = self._holders[entry] = {holders: None}
+            holders.pop(sid, None)
+            holders[sid] = None
 
     def _unhold(self, entry: Entry, sid: str) -> None:
         holders = self._holders.get(entry)
-        if holders is not None:
-            holders.pop(sid, None)
-            if not holders:
+        if holders is None:
+            return
+        if isinstance(holders, str):
+            if holders == sid:
                 del self._holders[entry]
+            return
+        holders.pop(sid, None)
+        if len(holders) == 1:
+            self._holders[entry] = next(iter(holders))
+        elif not holders:
+            del self._holders[entry]
+
+    def _holders_of(self, entry: Entry) -> tuple[str, ...] | dict[str, None]:
+        """The live sids whose last joins wrote `entry`, oldest first."""
+        holders = self._holders.get(entry, ())
+        return (holders,) if isinstance(holders, str) else holders
 
     def records(self) -> list[Connection]:
         """The record of every connected sid, as of now."""
@@ -174,7 +193,7 @@ class Connections:
         return Reassertion(join, entries)
 
     def _latest_holder(self, entry: Entry) -> str:
-        return next(reversed(self._holders.get(entry, {})), "")
+        return next(reversed(self._holders_of(entry)), "")
 
     @contextlib.asynccontextmanager
     async def successors(
@@ -188,7 +207,7 @@ class Connections:
         try:
             for entry in entries:
                 successor = ""
-                for holder in reversed(self._holders.get(entry, {})):
+                for holder in reversed(self._holders_of(entry)):
                     record = self._records.get(holder)
                     if holder == sid or record is None or record.gone:
                         continue

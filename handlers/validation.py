@@ -6,6 +6,7 @@ name another key rollcall writes is refused too (join_lesson.md, "Ids never name
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -59,12 +60,16 @@ def parse_join_request(args: tuple[Any, ...], participant_roles: Collection[str]
         if len(value) > MAX_ID_LENGTH or not is_valid_text(value):
             raise InvalidRequest(f"{name} must be 1 to {MAX_ID_LENGTH} characters of text")
         ids[name] = value
+    # held for the connection's life (its record, its entries, its room): one object for all
+    # the sockets of a lesson, not a copy decoded from each request
+    ids["lesson_id"] = sys.intern(ids["lesson_id"])
     token = data.get("access_token")
     if token is not None and not isinstance(token, str):
         raise InvalidRequest("access_token must be a string or null")
     role = data.get("role")
     if not isinstance(role, str) or (role != ROLE_TEACHER and role not in participant_roles):
         raise InvalidRequest("role must be teacher or a participant role")
+    role = sys.intern(role)
     if role == ROLE_TEACHER and is_reserved(ids["user_id"]):
         raise InvalidRequest(
             f"a teacher's user_id may not start with any of {', '.join(RESERVED_PREFIXES)}"

@@ -25,7 +25,8 @@ import binascii
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import engineio
@@ -49,11 +50,12 @@ from .session import (
 from .transport import WebSocketTransport
 
 EIO_VERSION = "4"
-TRANSPORTS = frozenset({"polling", "websocket"})
 ALLOWED_METHODS = frozenset({"GET", "POST", "OPTIONS"})
 RECORD_SEPARATOR = "\x1e"
 BINARY_PREFIX = "b"
+POLLING = "polling"
 WEBSOCKET = "websocket"
+TRANSPORTS = frozenset({POLLING, WEBSOCKET})
 NOOP_RESPONSE = b"6"
 HTTP_BAD_REQUEST = 400
 HTTP_TOO_MANY_REQUESTS = 429
@@ -65,12 +67,18 @@ UNLIMITED = 0
 OUTPUT_LIMIT_PAYLOADS = 4
 #: how many distinct request texts (header names, values, paths) ``_shared`` keeps
 SHARED_TEXTS = 1024
-#: the headers of a WebSocket's 101: Tornado's defaults and RFC 6455's (``clear_header`` of one
-#: that is not there does nothing)
-HANDSHAKE_RESPONSE_HEADERS = (
-    "Server", "Content-Type", "Date", "Upgrade", "Connection", "Sec-WebSocket-Accept",
-    "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol",
-)
+#: the headers Tornado's ``RequestHandler.clear`` starts a response with
+DEFAULT_RESPONSE_HEADERS = ("Server", "Content-Type", "Date")
+#: the texts of an open WebSocket's request (documented attributes of Tornado's request) that
+#: most WebSockets have in common, held once for all of them (``_shared``)
+SHARED_REQUEST_TEXTS = ("method", "uri", "version", "path", "query", "host", "host_name")
+#: what an open WebSocket's handler keeps of its path's arguments (read before ``get`` only)
+NO_PATH_ARGS: tuple[()] = ()
+#: what an open WebSocket's request and handler keep of their argument dicts (read before the
+#: 101 only): one read-only empty mapping for all, rather than an empty dict each
+NO_ARGUMENTS: Mapping[str, Any] = types.MappingProxyType({})
+#: the WSGI environ's request body
+BODY_KEY = "wsgi.input"
 #: python-engineio answers a POST with this; the Engine.IO spec with ``ok``
 ENGINEIO_POST_ANSWER = b"OK"
 POST_ANSWER = b"ok"
@@ -125,7 +133,7 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
     WebSocket environ then fits a dict a size class smaller than one with WSGI's constants."""
     request = handler.request
     environ: dict[str, Any] = {
-        "wsgi.input": _Body(request.body),
+        BODY_KEY: _Body(request.body),
         "wsgi.url_scheme": _shared(request.protocol),
         "REQUEST_METHOD": _shared(request.method),
         "PATH_INFO": _shared(request.path),
@@ -138,14 +146,42 @@ def translate_request(handler: tornado.web.RequestHandler) -> dict[str, Any]:
     return environ
 
 
+@functools.lru_cache(maxsize=SHARED_TEXTS)
+def _shared_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple for each recently seen list of environ keys (the clients of one kind send the
+    same headers in the same order)."""
+    return keys
+
+
+class KeptEnviron:
+    """A session's environ as the Socket.IO layer keeps it for the session's life, to give each
+    namespace's connect handler: its keys (one tuple for all the clients whose requests had the
+    same headers) and its values, without the request's body. An environ dict of a WebSocket's
+    ~15 entries costs ~480 bytes, its values' tuple ~180 (docs/benchmarks.md)."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        kept = [(key, value) for key, value in environ.items() if key != BODY_KEY]
+        self.keys = _shared_keys(tuple(key for key, _ in kept))
+        self.values = tuple(value for _, value in kept)
+
+    def unpack(self) -> dict[str, Any]:
+        """The environ, as a new dict."""
+        return dict(zip(self.keys, self.values, strict=True))
+
+
 class _Live:
-    """A session as the server keeps it: its state, its Outbox, its WebSocket once it has one."""
+    """A session as the server keeps it: its state, its Outbox, its WebSocket once it has one,
+    and the client address whose place (``EngineServer.reserve``) it holds (here rather than in
+    an index of its own: a dict entry less per session)."""
 
-    __slots__ = ("outbox", "session", "transport")
+    __slots__ = ("address", "outbox", "session", "transport")
 
-    def __init__(self, session: Session, outbox: Outbox) -> None:
+    def __init__(self, session: Session, outbox: Outbox, address: str) -> None:
         self.session = session
         self.outbox = outbox
+        self.address = address
         self.transport: WebSocketTransport | None = None
 
 
@@ -197,9 +233,8 @@ class EngineServer(engineio.AsyncServer):
         self.output_limit_closes = 0
         #: sessions closed so far, whatever closed them (heap.py schedules full collections by it)
         self.sessions_closed = 0
-        #: the client address of every open session, and how many places each address holds
-        #: (open sessions and handshakes in progress)
-        self._addresses: dict[str, str] = {}
+        #: how many places each client address holds (open sessions and handshakes in
+        #: progress)
         self._per_address: dict[str, int] = {}
         #: sids whose client sent CLOSE by POST while no poll was pending, with the loop time
         #: until which the poll racing that CLOSE is still answered with a NOOP
@@ -254,24 +289,22 @@ class EngineServer(engineio.AsyncServer):
     def outbox_opened(self, outbox: Outbox) -> None:
         self._opening = outbox
 
-    def session_opened(self, sid: str, environ: dict[str, Any]) -> None:
+    def session_opened(self, sid: str) -> None:
         """Register the new session and give it the place its handshake reserved (call from
-        the connect event, which python-engineio fires exactly once per session). The environ
-        is kept with the session, without its request body. Its first PING is scheduled once
-        the handshake's answer is out (``handshake_answered``), so that none rides in it."""
+        the connect event, which python-engineio fires exactly once per session). Its first PING
+        is scheduled once the handshake's answer is out (``handshake_answered``), so that none
+        rides in it."""
         outbox, self._opening = self._opening, None
         assert outbox is not None and outbox.sid == sid  # queued its OPEN just before
-        live = _Live(Session(sid), outbox)
-        outbox.session = live.session
-        self.sessions[sid] = live
         handler = _serving.get(None)
         address = handler.claim_reservation(sid) if handler is not None else None
         if address is None:  # not served by engine_handler: count it now
             address = handler.request.remote_ip if handler is not None else ""
             self._per_address[address] = self._per_address.get(address, 0) + 1
             self.admission.opened()
-        self._addresses[sid] = address
-        environ.pop("wsgi.input", None)
+        live = _Live(Session(sid), outbox, address)
+        outbox.session = live.session
+        self.sessions[sid] = live
 
     def handshake_answered(self, sid: str) -> None:
         """The OPEN packet of `sid` is written: its first PING is due in ping_interval."""
@@ -282,13 +315,11 @@ class EngineServer(engineio.AsyncServer):
         """Forget the session: its place, its heartbeat (call from the disconnect event, fired
         once whatever ends the session); returns the reason to report, rollcall's own when it
         closed the session."""
-        address = self._addresses.pop(sid, None)
-        if address is not None:
-            self.release(address)
         self.heartbeat.forget(sid)
         live = self.sessions.pop(sid, None)
         if live is None:
             return reason
+        self.release(live.address)
         self.sessions_closed += 1
         session = live.session
         session.closing()
@@ -315,7 +346,7 @@ class EngineServer(engineio.AsyncServer):
         """Open sessions by transport (an upgrade in progress still counts as polling)."""
         counts = dict.fromkeys(TRANSPORTS, 0)
         for live in self.sessions.values():
-            counts[WEBSOCKET if live.session.phase is Phase.WEBSOCKET else "polling"] += 1
+            counts[WEBSOCKET if live.session.phase is Phase.WEBSOCKET else POLLING] += 1
         return counts
 
     def websocket_handed(self, handler: tornado.websocket.WebSocketHandler, sid: str) -> bool:
@@ -564,6 +595,9 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             every WebSocket python-engineio would refuse before its 101, and take a new
             session's place under the per-address limit."""
             request = self.request
+            # one object for the clients of one address (a school behind one NAT): the
+            # request, its environ and the per-address count all hold it
+            request.remote_ip = _shared(request.remote_ip)
             if request.method not in ALLOWED_METHODS:
                 return self._refuse("Invalid method")
             args = request.query_arguments
@@ -572,7 +606,8 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
             transport = args.get("transport", [b""])[0].decode("latin-1")
             if transport not in TRANSPORTS or transport not in eio.transports:
                 return self._refuse("Invalid transport")
-            self._exchange.kind = transport
+            # the constant, not the query's copy: an open WebSocket keeps it
+            self._exchange.kind = WEBSOCKET if transport == WEBSOCKET else POLLING
             sid = args.get("sid", [b""])[0].decode("latin-1") or None
             self._exchange.sid = sid
             if request.method == "POST" and sid is None:
@@ -690,19 +725,50 @@ def engine_handler(eio: EngineServer) -> type[tornado.websocket.WebSocketHandler
                 self.close(*close_on_open)
                 return
             await self._serve()
-            # Dropped, since the handler and its request live as long as the connection
-            # (dicts, lists and texts: docs/benchmarks.md): the request's
-            # parsed headers (emptied in place: Tornado's HTTP connection holds them too) and
-            # query (replaced, as an emptied dict keeps its table; prepare() read the query,
-            # and the environ holds what is read later), and the 101's headers, written by now.
-            request = self.request
-            request.headers.clear()
-            request.query_arguments = {}
-            request.arguments = {}
-            for name in HANDSHAKE_RESPONSE_HEADERS:
-                self.clear_header(name)
+            self._forget_handshake()
             if self.transport is None:
                 self.close(WS_POLICY_VIOLATION, "no Engine.IO session")
+
+        def _forget_handshake(self) -> None:
+            """Drop what the handshake left, since the handler and its request live as long as
+            the connection (measured in docs/benchmarks.md), each through Tornado's public
+            names. An emptied dict keeps its table, so dicts are replaced rather than emptied:
+
+            - the request's query (prepare() read it; the environ holds what is read later),
+              its body's arguments and files (a WebSocket's request has no body): one shared
+              read-only empty mapping instead of an empty dict each;
+            - the request's headers, re-initialised in place through their constructor, which
+              gives them new empty tables (Tornado's frame of ``get`` holds the same object);
+            - the 101's headers, written by now: ``clear()`` gives the response new headers
+              (Tornado's three defaults, then cleared). It sets the status to 200 as well, which
+              Tornado does not let a WebSocket's handler set back, and reads only to break its
+              reference cycles, once the connection has closed, whatever the status;
+            - the request's HTTP connection and server connection (documented attributes,
+              which nothing reads once the WebSocket took the stream): they were all that still
+              held Tornado's HTTP/1 objects of the handshake, the finished request loop's task
+              and the connection's context (~1.2 KB);
+            - the request line's and the host's texts, the same for most WebSockets, are held
+              once for all (``_shared``) instead of once each;
+            - the handler's path arguments (Tornado reads them only to call ``get``) and its
+              ``ui`` namespace for templates, which a WebSocket never renders (Tornado drops it
+              itself once the connection has closed).
+            """
+            request = self.request
+            for name in SHARED_REQUEST_TEXTS:
+                setattr(request, name, _shared(getattr(request, name)))
+            tornado.httputil.HTTPHeaders.__init__(request.headers)
+            request.query_arguments = NO_ARGUMENTS  # type: ignore[assignment]
+            request.arguments = NO_ARGUMENTS  # type: ignore[assignment]
+            request.body_arguments = NO_ARGUMENTS  # type: ignore[assignment]
+            request.files = NO_ARGUMENTS  # type: ignore[assignment]
+            request.connection = None
+            request.server_connection = None
+            self.clear()
+            for name in DEFAULT_RESPONSE_HEADERS:
+                self.clear_header(name)
+            self.path_args = NO_PATH_ARGS  # type: ignore[assignment]
+            self.path_kwargs = NO_ARGUMENTS  # type: ignore[assignment]
+            self.ui = None
 
         def on_message(self, message: str | bytes) -> None:
             if self.transport is not None:

@@ -285,7 +285,9 @@ class Decoder:
         self.max_attachment_bytes = max_attachment_bytes
         self._pending: Packet | None = None
         self._expected = 0
-        self._buffers: list[bytes] = []
+        #: the awaited packet's attachments so far; a list only while some are (an idle
+        #: connection's decoder holds none)
+        self._buffers: list[bytes] | tuple[()] = ()
         self._buffered = 0
 
     @property
@@ -298,7 +300,7 @@ class Decoder:
         """Drop a partially received binary packet."""
         self._pending = None
         self._expected = 0
-        self._buffers = []
+        self._buffers = ()
         self._buffered = 0
 
     def feed(self, message: str | bytes) -> Packet | None:
@@ -325,10 +327,12 @@ class Decoder:
         self._buffered += len(data)
         if self.max_attachment_bytes is not None and self._buffered > self.max_attachment_bytes:
             raise ProtocolError("attachments too large")
-        self._buffers.append(data)
-        if len(self._buffers) < self._expected:
+        buffers = self._buffers or []
+        buffers.append(data)
+        self._buffers = buffers
+        if len(buffers) < self._expected:
             return None
-        pending.data = reconstruct(pending.data, self._buffers)
+        pending.data = reconstruct(pending.data, buffers)
         self.reset()
         return pending
 

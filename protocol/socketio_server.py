@@ -20,7 +20,7 @@ import tornado.websocket
 from engineio import packet as eio_packet
 
 from . import eager
-from .engine import EngineServer, engine_handler
+from .engine import EngineServer, KeptEnviron, engine_handler
 from .manager import Manager, as_args
 from .packet import (
     DEFAULT_MAX_ATTACHMENTS,
@@ -125,7 +125,8 @@ class _Socket:
     namespace: str
     #: frames emitted while the connect handler runs; sent after the CONNECT reply
     held: list[str | bytes] | None = field(default_factory=list)
-    acks: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    #: ack callbacks awaited, by ack id; made on the first (most sockets never await one)
+    acks: dict[int, Callable[..., Any]] | None = None
     next_ack: int = 0
     session: dict[str, Any] = field(default_factory=dict)
 
@@ -135,7 +136,8 @@ class _Client:
     """One Engine.IO session and the namespaces it joined."""
 
     eio_sid: str
-    environ: dict[str, Any]
+    #: the handshake's environ, for the connect handler of each namespace joined
+    environ: KeptEnviron
     decoder: Decoder
     sockets: dict[str, _Socket] = field(default_factory=dict)
     connect_timer: asyncio.TimerHandle | None = None
@@ -263,6 +265,8 @@ class Server:
         pid = sock.next_ack
         sock.next_ack = pid + 1
         frames = encode(Packet(PacketType.EVENT, namespace, [event, *as_args(data)], pid))
+        if sock.acks is None:
+            sock.acks = {}
         sock.acks[pid] = callback
         await self.deliver(sock.sid, frames)
         return sock, pid
@@ -286,7 +290,8 @@ class Server:
         try:
             return _call_result(await asyncio.wait_for(waiter.future, timeout))
         finally:
-            sock.acks.pop(pid, None)
+            if sock.acks is not None:
+                sock.acks.pop(pid, None)
 
     async def deliver(self, sid: str, frames: list[str | bytes]) -> None:
         """Send encoded frames to a socket of this process (the manager's way out); held while
@@ -406,10 +411,10 @@ class Server:
         if self._sockets.pop(sock.sid, None) is None:
             return
         self.manager.remove_sid(sock.sid, sock.namespace)
-        for ack in sock.acks.values():
+        acks, sock.acks = sock.acks, None
+        for ack in (acks or {}).values():
             if isinstance(ack, _Call):
                 ack.fail()
-        sock.acks.clear()
         handler = self._handlers[sock.namespace].get("disconnect")
         if handler is not None and reason is not None and sock.held is None:
             try:
@@ -428,13 +433,13 @@ class Server:
             return False  # python-engineio answers the handshake 401 and forgets the session
         # a binary packet's attachments together: no larger than one message may be
         decoder = Decoder(self.max_attachments, self.eio.max_http_buffer_size)
-        client = _Client(eio_sid, environ, decoder)
+        client = _Client(eio_sid, KeptEnviron(environ), decoder)
         self._clients[eio_sid] = client
         client.connect_timer = asyncio.get_running_loop().call_later(
             self.connect_timeout, self._connect_timed_out, client
         )
         # last: a session python-engineio refuses (if this raised) never takes its place
-        self.eio.session_opened(eio_sid, environ)
+        self.eio.session_opened(eio_sid)
         return True
 
     def _connect_timed_out(self, client: _Client) -> None:
@@ -520,7 +525,7 @@ class Server:
         client.sockets[namespace] = sock
         self._sockets[sid] = sock
         self.manager.add_sid(sid, namespace)
-        error = await self._run_connect_handler(sock, client.environ, pkt.data)
+        error = await self._run_connect_handler(sock, client.environ.unpack(), pkt.data)
         if self._sockets.get(sid) is not sock:
             return  # the client went away (or was disconnected) while the handler ran
         if error is not None:
@@ -586,7 +591,7 @@ class Server:
             await self._send(sock.eio_sid, frames)
 
     async def _acknowledged(self, sock: _Socket, pkt: Packet) -> None:
-        callback = sock.acks.pop(pkt.id, None)  # type: ignore[arg-type]
+        callback = sock.acks.pop(pkt.id, None) if sock.acks else None  # type: ignore[arg-type]
         if callback is None:
             return
         try:

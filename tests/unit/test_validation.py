@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -15,6 +16,15 @@ from hypothesis import strategies as st
 from handlers.errors import InvalidRequest, InvalidToken
 from handlers.tokens import CACHE_SIZE, MAX_CACHED_TOKEN_LENGTH, TokenVerifier
 from handlers.validation import MAX_ID_LENGTH, JoinRequest, parse_join_request
+from store.presence import (
+    ClaimEntry,
+    ParticipantEntry,
+    ParticipantJoin,
+    RosterEntry,
+    SeatsOnly,
+    TeacherEntry,
+    TeacherJoin,
+)
 
 ROLES = ("student", "observer")
 #: 64 bytes: the "hs512" case signs with it, and PyJWT warns of an HS512 key shorter than that
@@ -315,3 +325,25 @@ def test_a_long_token_is_verified_every_time_and_not_kept():
     token = encode({"client_id": "c1", "padding": "x" * MAX_CACHED_TOKEN_LENGTH})
     assert verifier.client_id(token) == "c1"
     assert len(verifier) == 0
+
+
+def test_the_requests_of_one_lesson_share_its_id_and_their_role() -> None:
+    """A join's lesson id and role are held for the connection's life (its record, entries and
+    room): two requests decoded apart hold one object of each, not a copy each."""
+    first, second = (
+        parse_join_request((json.loads(f'{{"user_id": "u{k}", "lesson_id": "lesson-42", '
+                                       '"role": "student"}'),), ROLES)
+        for k in range(2)
+    )
+    assert first.lesson_id is second.lesson_id
+    assert first.role is second.role
+
+
+def test_what_a_connection_keeps_of_its_joins_has_no_instance_dict() -> None:
+    """A connection holds its last join and its entries for its whole life: slotted."""
+    kept = (
+        TeacherEntry("l", "u"), ParticipantEntry("l", "c"), RosterEntry("l", "u"),
+        ClaimEntry("l", "u", "c"), TeacherJoin("l", 1, "s", "u"),
+        ParticipantJoin("l", 1, "s", "c", "student", "u"), SeatsOnly("l", 1, "s"),
+    )
+    assert [type(k).__name__ for k in kept if hasattr(k, "__dict__")] == []

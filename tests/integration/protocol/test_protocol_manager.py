@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import inspect
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 import tornado.httpclient
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+from tornado.httputil import HTTPHeaders
 
 from protocol import Server
+from protocol.engine import DEFAULT_RESPONSE_HEADERS, SHARED_REQUEST_TEXTS
 from protocol.manager import Manager, NotAttached
 from protocol.redis_transport import RedisTransport
 from protocol.relay import RelayManager
@@ -70,6 +76,25 @@ async def joined(peer: WsPeer | PollPeer) -> None:
     assert await peer.recv() == '42["auth",{}]'
 
 
+@contextlib.asynccontextmanager
+async def joined_websocket(url: str) -> AsyncIterator[WsPeer]:
+    """A WebSocket client whose session is open and joined to the root namespace; closed at
+    the end of the block."""
+    peer = await WsPeer.open(url)
+    try:
+        assert (await peer.recv()).startswith("0{")
+        await joined(peer)
+        yield peer
+    finally:
+        peer.close()
+
+
+async def still_echoes(peer: WsPeer) -> None:
+    """The session still works: an event is echoed."""
+    await peer.send('42["message","still here"]')
+    assert (await peer.recv()).startswith('42["message-back"')
+
+
 @pytest.mark.gen_test
 async def test_close_all_ends_every_session_and_the_counts_follow(
     url: str, sio: Server, events: Events
@@ -124,27 +149,19 @@ async def test_an_idle_websocket_session_waits_without_tasks_of_its_own(url: str
     """Idle memory (docs/benchmarks.md, issue 15): an open WebSocket session has no reader or
     writer of its own (Tornado's frame loop hands frames to it), and its next PING waits on the
     shared schedule, not in a task per wait."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url):
         names = {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}
         assert not names & PER_SESSION_WAITS
         # the request's task, whose WebSocketHandler.get runs Tornado's frame loop: the
         # connection's one task
         assert "RequestHandler._execute" in names
-    finally:
-        peer.close()
 
 
 @pytest.mark.gen_test
 async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server) -> None:
     """A session's next PING waits ping_interval on a timer (not a task per session);
     shutdown() must leave neither it nor the heartbeat monitor running past the server's end."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url):
         assert engineio_tasks() == ["AsyncServer._service_task"]
         assert sio.eio.pending_pings == 1
 
@@ -153,8 +170,6 @@ async def test_shutdown_ends_every_task_the_engine_started(url: str, sio: Server
 
         assert engineio_tasks() == []
         assert sio.eio.pending_pings == 0
-    finally:
-        peer.close()
 
 
 @pytest.mark.gen_test
@@ -196,7 +211,7 @@ async def test_an_open_websocket_keeps_its_headers_only_in_the_environ(
         await joined(peer)
         ((sid, live),) = sio.eio.sessions.items()
         assert len(live.transport.handler.request.headers) == 0
-        assert sio._clients[sid].environ["HTTP_USER_AGENT"] == "idle-test"
+        assert sio._clients[sid].environ.unpack()["HTTP_USER_AGENT"] == "idle-test"
     finally:
         peer.close()
 
@@ -210,23 +225,100 @@ async def test_an_open_websocket_handler_keeps_no_query_and_shares_its_attribute
     of its own: rollcall keeps its state of the request in one attribute, so Python still
     shares the handler's attribute names between handlers (past 30 names each instance gets a
     whole dict, ~1.3 KB more per open WebSocket). The session still works after both."""
-    peer = await WsPeer.open(url)
-    try:
-        assert (await peer.recv()).startswith("0{")
-        await joined(peer)
+    async with joined_websocket(url) as peer:
         ((_, live),) = sio.eio.sessions.items()
         handler = live.transport.handler
         request = handler.request
         assert request.query_arguments == {} == request.arguments
-        assert sys.getsizeof(request.query_arguments) == sys.getsizeof({})
+        assert sys.getsizeof(request.query_arguments) <= sys.getsizeof({})
         attributes = vars(handler)
         assert sys.getsizeof(attributes) < sys.getsizeof(dict(attributes)), (
             f"the handler has a dict of its own: {len(attributes)} names, {sorted(attributes)}"
         )
-        await peer.send('42["message","still here"]')
-        assert (await peer.recv()).startswith('42["message-back"')
-    finally:
-        peer.close()
+        await still_echoes(peer)
+
+
+@pytest.mark.gen_test
+async def test_an_open_websocket_keeps_none_of_tornados_http_connection_objects(
+    url: str, sio: Server, events: Events
+) -> None:
+    """Once a WebSocket is open, its request no longer holds Tornado's HTTP/1 connection of the
+    handshake nor its server connection (with its finished request loop's task), and nothing
+    else does: they are freed (~1.2 KB per open WebSocket, docs/benchmarks.md). The session
+    still works and still ends when the client closes."""
+    async with joined_websocket(url) as peer:
+        ((_, live),) = sio.eio.sessions.items()
+        handler = live.transport.handler
+        request = handler.request
+        assert request.connection is None
+        assert request.server_connection is None
+        gc.collect()
+        http_objects = (HTTP1Connection, HTTP1ServerConnection)
+        holders = [type(o).__name__ for o in gc.get_referrers(request.headers)
+                   if isinstance(o, http_objects)]
+        holders += [type(o).__name__ for o in gc.get_referrers(handler.ws_connection.stream)
+                    if isinstance(o, http_objects)]
+        assert holders == [], f"Tornado's HTTP objects of the handshake are still alive: {holders}"
+        await still_echoes(peer)
+    assert (await events.wait_for("disconnect"))[3] == Server.reason.TRANSPORT_CLOSE
+    assert not sio.eio.sessions
+
+
+@pytest.mark.gen_test
+async def test_a_socket_holds_no_ack_table_until_it_awaits_an_ack(url: str, sio: Server) -> None:
+    """Most sockets never await an ack from their client: their table of awaited acks is made
+    by the first (~80 bytes less per idle socket), and it works as before from then on."""
+    async with joined_websocket(url) as peer:
+        (sock,) = sio._sockets.values()
+        assert sock.acks is None
+        call = asyncio.ensure_future(sio.call("question", 21, to=sock.sid, timeout=5))
+        assert await peer.recv() == '420["question",21]'
+        await peer.send('430["answer",42]')
+        assert await call == ("answer", 42)
+        assert sock.acks == {}
+
+
+@pytest.mark.gen_test
+async def test_the_engine_indexes_an_open_session_once(url: str, sio: Server) -> None:
+    """Every index keyed by sid costs a dict entry per session: the engine keeps an open
+    session in one (its sessions, beside python-engineio's own sockets), with the address whose
+    place it holds on the session's own record, which gives the place back when it closes."""
+    async with joined_websocket(url):
+        ((sid, live),) = sio.eio.sessions.items()
+        indexes = [name for name, value in vars(sio.eio).items()
+                   if isinstance(value, dict) and sid in value]
+        assert sorted(indexes) == ["sessions", "sockets"]  # rollcall's and python-engineio's
+        assert live.address == live.transport.handler.request.remote_ip
+        assert sio.eio.connections_from(live.address) == 1
+    await sio.eio.close_session(sid, Server.reason.SERVER_DISCONNECT)
+    assert sio.eio.connections_from(live.address) == 0
+
+
+def _tables(headers: HTTPHeaders) -> list[dict]:
+    """The dicts a headers object keeps its fields in (whatever Tornado names them)."""
+    return [value for value in vars(headers).values() if isinstance(value, dict)]
+
+
+@pytest.mark.gen_test
+async def test_an_open_websockets_header_tables_are_freed(url: str, sio: Server) -> None:
+    """An emptied dict keeps its table: once the WebSocket is open, its request's headers and
+    its response's (the 101's) hold new small tables, not the emptied ones of the handshake
+    (~0.6 KB per open WebSocket, docs/benchmarks.md). The session goes on."""
+    async with joined_websocket(url) as peer:
+        ((_, live),) = sio.eio.sessions.items()
+        handler = live.transport.handler
+        assert len(handler.request.headers) == 0
+        request_tables = _tables(handler.request.headers)
+        assert request_tables
+        assert all(sys.getsizeof(table) == sys.getsizeof({}) for table in request_tables)
+        (response,) = (v for v in vars(handler).values() if isinstance(v, HTTPHeaders))
+        assert len(response) == 0
+        three = {}
+        for name in DEFAULT_RESPONSE_HEADERS:
+            three[name] = name
+        sizes = [sys.getsizeof(table) for table in _tables(response)]
+        assert sizes and max(sizes) <= sys.getsizeof(three), sizes
+        await still_echoes(peer)
 
 
 @pytest.mark.gen_test
@@ -247,21 +339,59 @@ async def test_the_101_is_written_whole_before_its_headers_are_dropped(url: str)
 
 @pytest.mark.gen_test
 async def test_two_websockets_environs_share_their_common_texts(url: str, sio: Server) -> None:
-    """An environ lives as long as its WebSocket: the header names and values two clients
-    have in common are one object each, not a copy per connection; texts unique to one
-    client (its WebSocket key) stay its own."""
+    """An environ lives as long as its WebSocket: it is kept as its values and its keys, one
+    tuple of keys for the clients whose requests had the same headers, without the request's
+    body; the header names and values two clients have in common are one object each, not a
+    copy per connection; texts unique to one client (its WebSocket key) stay its own."""
     peers = [await WsPeer.open(url) for _ in range(2)]
     try:
         for peer in peers:
             assert (await peer.recv()).startswith("0{")
             await joined(peer)
-        first, second = (client.environ for client in sio._clients.values())
+        kept = [client.environ for client in sio._clients.values()]
+        assert kept[0].keys is kept[1].keys  # one tuple of keys for both
+        assert sys.getsizeof(kept[0].values) < sys.getsizeof(kept[0].unpack())
+        first, second = (environ.unpack() for environ in kept)
+        assert "wsgi.input" not in first
         assert first["HTTP_SEC_WEBSOCKET_KEY"] != second["HTTP_SEC_WEBSOCKET_KEY"]
         for key in ("HTTP_HOST", "HTTP_UPGRADE", "HTTP_SEC_WEBSOCKET_VERSION", "QUERY_STRING"):
             assert first[key] == second[key]
             assert first[key] is second[key]
         shared_keys = {id(k) for k in first if k.startswith("HTTP_")}
         assert shared_keys == {id(k) for k in second if k.startswith("HTTP_")}
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.mark.gen_test
+async def test_two_open_websockets_share_their_requests_texts(url: str, sio: Server) -> None:
+    """An open WebSocket's request and handler live as long as it: the texts two clients have
+    in common (the request line's, the host's, the peer address) are one object each, their
+    empty argument mappings one for both, and neither handler keeps its path arguments or a
+    template namespace. Both sessions go on."""
+    peers = [await WsPeer.open(url) for _ in range(2)]
+    try:
+        for peer in peers:
+            assert (await peer.recv()).startswith("0{")
+            await joined(peer)
+        first, second = (live.transport.handler for live in sio.eio.sessions.values())
+        for name in (*SHARED_REQUEST_TEXTS, "remote_ip"):
+            mine, theirs = getattr(first.request, name), getattr(second.request, name)
+            assert mine == theirs, name
+            assert mine is theirs, name
+        for name in ("query_arguments", "arguments", "body_arguments", "files"):
+            mine, theirs = getattr(first.request, name), getattr(second.request, name)
+            assert len(mine) == 0, name
+            assert mine is theirs, name
+        assert first.path_kwargs is second.path_kwargs
+        for handler in (first, second):
+            assert handler.path_args == ()
+            assert handler.path_kwargs == {}
+            assert handler.ui is None
+        for peer in peers:
+            await peer.send('42["message","still here"]')
+            assert (await peer.recv()).startswith('42["message-back"')
     finally:
         for peer in peers:
             peer.close()
