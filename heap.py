@@ -12,14 +12,14 @@ heap is, where no collection walks it again. Freezing costs nothing (two lists s
 frozen object later becomes garbage of is left to a full collection, which runs on a schedule
 instead of on growth:
   - when the sessions closed since the last one reach a quarter of those open (at least
-    MIN_CLOSES), once the loop is calm (MAX_WAIT at most): a closed connection
-    leaves its reference cycles (~27 objects: Tornado's handler, request, stream and HTTP
-    connection, rollcall's transport and session) as garbage;
+    MIN_CLOSES), once the loop is calm and no store call is in flight (MAX_WAIT at most): a
+    closed connection leaves its reference cycles (~27 objects: Tornado's handler, request,
+    stream and HTTP connection, rollcall's transport and session) as garbage;
   - every FULL_COLLECTION_INTERVAL if anything was frozen since the last one, for garbage of
     other kinds (a query's cursor caught in flight by a young collection).
 A full collection unfreezes everything, collects, and freezes what survived; it takes as long
-as CPython's own (~50 ms per 1,000 open connections on the 2-core bench machine) and logs a line.
-Garbage without cycles is freed by reference counting at once, as always.
+as CPython's own (55-80 ms per 1,000 open connections on the 2-core bench machine) and logs a
+line. Garbage without cycles is freed by reference counting at once, as always.
 """
 
 from __future__ import annotations
