@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from store.coalesce import Coalescer
+from store.coalesce import DEFAULT_MAX_SIZE, Coalescer
 
 LONG_DELAY = 60.0  # never reached: the test flushes by size first
 
@@ -37,6 +37,24 @@ async def test_flushes_when_full_without_waiting():
 
     assert results == [0, 2, 4, 6, 8, 10]
     assert runner.batches == [[0, 1, 2], [3, 4, 5]]
+
+
+@pytest.mark.gen_test
+async def test_by_default_fifty_items_of_one_turn_go_as_two_batches_that_overlap():
+    """The join bench's 50 joins in flight: the second batch runs while the first still waits
+    (on Redis, in the server), not after it."""
+    runner = Recorder()
+    runner.release.clear()
+    coalescer = Coalescer(runner)
+
+    submitted = asyncio.gather(*(coalescer.submit(i) for i in range(50)))
+    await runner.started.acquire()
+    await runner.started.acquire()  # both are running, neither has returned
+    runner.release.set()
+
+    assert await submitted == [i * 2 for i in range(50)]
+    assert [len(batch) for batch in runner.batches] == [DEFAULT_MAX_SIZE, 50 - DEFAULT_MAX_SIZE]
+    assert 50 - DEFAULT_MAX_SIZE > 0
 
 
 @pytest.mark.gen_test
