@@ -17,8 +17,9 @@ RSS per connection (after the hold less before the storm, over the devices joine
 time per device over the storm (steadier than joins/s on a shared machine), the
 presence keys of every device checked in Redis (its `{client_id}` hash and its field of
 `lesson_student_{lesson_id}` both naming its sid), the server's CPU over the hold, and for ours
-/healthz probed every PROBE_INTERVAL throughout (the storm and the hold; then apart, the teardown,
-when every device leaves at once) and the error lines of its log.
+/healthz probed every PROBE_INTERVAL throughout (the storm and the hold; then apart, every
+TEARDOWN_PROBE_INTERVAL, the teardown: every device leaves at once, and it lasts until the
+server's /metrics counts no connection) and the error lines of its log.
 
     .venv/bin/python bench/storm.py -n 2000 --hold 10                 # a quick look
     .venv/bin/python bench/storm.py                                   # 19,000, all three
@@ -57,8 +58,10 @@ WARMUP_DEVICES = 20  # joined and closed before the baseline RSS, so lazy set-up
 WORKER_FD_HEADROOM = 200
 MAX_OPEN_FILES = 20_000  # per process, on this machine
 PROBE_INTERVAL = 0.5
+TEARDOWN_PROBE_INTERVAL = 0.1  # the teardown lasts a second or two: more often, or none lands
 PROBE_TIMEOUT = 5.0
 SLOW_PROBE = 1.0
+TEARDOWN_TIMEOUT = 30.0
 KIB = 1024
 #: log lines of errors: a level name or a traceback; and of warnings
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
@@ -128,18 +131,19 @@ def start_workers(port: int, first: int, count: int, net: int, hold: float,
 
 
 class Prober:
-    """GET /healthz every PROBE_INTERVAL in a thread, keeping how long each answer took (None
-    for no answer within PROBE_TIMEOUT)."""
+    """GET /healthz every `interval` seconds in a thread, keeping how long each answer took
+    (None for no answer within PROBE_TIMEOUT)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, interval: float = PROBE_INTERVAL) -> None:
         self.url = f"http://127.0.0.1:{port}/healthz"
+        self.interval = interval
         self.times: list[float | None] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(PROBE_INTERVAL):
+        while not self._stop.wait(self.interval):
             started = time.perf_counter()
             try:
                 with urllib.request.urlopen(self.url, timeout=PROBE_TIMEOUT) as reply:
@@ -156,6 +160,26 @@ class Prober:
                 "unanswered": len(self.times) - len(answered),
                 "slow": sum(t > SLOW_PROBE for t in answered),
                 "max_ms": round(max(answered) * 1000, 1) if answered else None}
+
+
+def connections_open(port: int) -> float:
+    """rollcall_connections summed over its transports, from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=PROBE_TIMEOUT) as reply:
+        lines = reply.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+               if line.startswith("rollcall_connections{"))
+
+
+def wait_connections_closed(port: int) -> None:
+    """Until ours has closed every session its devices left (TEARDOWN_TIMEOUT at most)."""
+    deadline = time.monotonic() + TEARDOWN_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if not connections_open(port):
+                return
+        except OSError:
+            pass  # no answer in time: still busy closing
+        time.sleep(TEARDOWN_PROBE_INTERVAL)
 
 
 def missing_presence(db: redis.Redis, sids: dict[str, str], lessons: int) -> int:
@@ -210,9 +234,11 @@ def storm(name: str, index: int, db: redis.Redis, redis_url: str, database_url: 
             rss_after = rss_bytes(proc.pid)
         finally:
             probes = prober.stop() if prober is not None else None
-            prober = Prober(port) if name == "ours" else None
+            prober = Prober(port, TEARDOWN_PROBE_INTERVAL) if name == "ours" else None
             for worker in workers:
                 worker.close()
+            if prober is not None:
+                wait_connections_closed(port)
             teardown_probes = prober.stop() if prober is not None else None
     with open(log, errors="replace") as file:
         lines = file.readlines()

@@ -36,7 +36,9 @@ import tornado.websocket
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from . import eager
 from .admission import Admission
+from .pacing import Pacer
 from .queues import Outbox
 from .session import (
     CLIENT_PACKET_TYPES,
@@ -242,6 +244,10 @@ class EngineServer(engineio.AsyncServer):
         #: tasks shutdown() ends: python-engineio's (see start_background_task), a WebSocket
         #: frame's whose handling waits, a close the heartbeat or an overflow started
         self.background_tasks: set[asyncio.Task[Any]] = set()
+        #: closes of sessions whose client's side ended, started a slice per loop iteration
+        #: (protocol/pacing.py), and those started whose disconnect handlers still run
+        self.ending = Pacer()
+        self._ending_tasks: set[asyncio.Task[Any]] = set()
         self.heartbeat = Heartbeat(self.ping_interval, self.ping_timeout)
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._shut_down = False
@@ -336,6 +342,21 @@ class EngineServer(engineio.AsyncServer):
         if live.transport is not None:
             live.transport.end()
 
+    def end_session(self, sid: str, reason: str) -> None:
+        """The client's side of `sid` ended (its WebSocket closed, its PONG is late): close the
+        session for `reason`, paced, since a whole school's sessions may end at once."""
+        self.ending.call(self._end, sid, reason)
+
+    def _end(self, sid: str, reason: str) -> None:
+        eager.start(self.close_session(sid, reason), self._ending_tasks)
+
+    async def finish_ends(self) -> None:
+        """Close now every session whose end is still paced, and wait until those closes are
+        done (a shutdown: a client that left is closed as having left, not by the server)."""
+        self.ending.flush()
+        if self._ending_tasks:
+            await asyncio.wait(set(self._ending_tasks))
+
     def push(self, sid: str, pkt: eio_packet.Packet) -> None:
         """Send `pkt` to the session's client: on its WebSocket, or queued for its next poll."""
         live = self.sessions.get(sid)
@@ -424,7 +445,7 @@ class EngineServer(engineio.AsyncServer):
         for sid in ping:
             self.push(sid, eio_packet.Packet(eio_packet.PING))
         for sid in late:
-            self._spawn(self.close_session(sid, self.reason.PING_TIMEOUT))
+            self.end_session(sid, self.reason.PING_TIMEOUT)
         self._arm(loop)
 
     async def expire_if_silent(self, sid: str) -> None:
@@ -435,7 +456,8 @@ class EngineServer(engineio.AsyncServer):
 
     async def shutdown(self) -> None:
         """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),
-        then cancel the heartbeat and cancel and await every other task it started."""
+        then cancel the heartbeat, finish the closes still paced (their disconnect handlers
+        clear presence) and cancel and await every other task it started."""
         if not self._shut_down:
             self._shut_down = True
             await super().shutdown()
@@ -443,6 +465,7 @@ class EngineServer(engineio.AsyncServer):
             self._heartbeat_timer.cancel()
             self._heartbeat_timer = None
         self.heartbeat.clear()
+        await self.finish_ends()
         tasks = [task for task in self.background_tasks if not task.done()]
         for task in tasks:
             task.cancel()

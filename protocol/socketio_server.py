@@ -384,7 +384,10 @@ class Server:
         """Close these Engine.IO sessions as :meth:`close_all` closes all of them (an id no
         longer open is skipped): a shutdown closes them in batches."""
         reason = self.reason.SERVER_DISCONNECT
-        await asyncio.gather(*(self.eio.close_session(eio_sid, reason) for eio_sid in eio_sids))
+        await asyncio.gather(
+            self.eio.finish_ends(),  # first: sessions whose client left close as such
+            *(self.eio.close_session(eio_sid, reason) for eio_sid in eio_sids),
+        )
 
     def connection_counts(self) -> dict[str, int]:
         """Open Engine.IO sessions by transport, ``polling`` or ``websocket`` (a session that

@@ -53,6 +53,9 @@ class Host(Protocol):
     async def close_session(self, sid: str, reason: str) -> None:
         """End the session, naming why."""
 
+    def end_session(self, sid: str, reason: str) -> None:
+        """End the session, naming why, soon: its client's side has ended."""
+
 
 class WebSocketTransport:
     """One session's open WebSocket: frames in through ``feed``, packets out through ``write``."""
@@ -126,7 +129,7 @@ class WebSocketTransport:
         if frame is None or len(frame) > server.max_http_buffer_size:
             self.close()
             if session.websocket_closed():
-                return server.close_session(session.sid, server.reason.TRANSPORT_CLOSE)
+                server.end_session(session.sid, server.reason.TRANSPORT_CLOSE)
             return None
         received = session.frame(frame)
         if received is Received.MESSAGE:
