@@ -69,7 +69,10 @@ class CeilingSocket(tornado.websocket.WebSocketHandler):
 
 def ping_all() -> None:
     for socket in list(_open):
-        socket.write_message("2")
+        try:
+            socket.write_message("2")
+        except tornado.websocket.WebSocketClosedError:
+            _open.discard(socket)  # closed, its on_close not run yet: no PING, and no abort
     asyncio.get_running_loop().call_later(PING_INTERVAL, ping_all)
 
 
