@@ -456,8 +456,9 @@ class EngineServer(engineio.AsyncServer):
 
     async def shutdown(self) -> None:
         """Stop the heartbeat monitor (python-engineio's shutdown, which may run only once),
-        then cancel the heartbeat, finish the closes still paced (their disconnect handlers
-        clear presence) and cancel and await every other task it started."""
+        then cancel the heartbeat, and cancel and await every task it started, the closes
+        still running included: a stop waits for those within its own bound (close_sessions
+        through ``finish_ends``), not here."""
         if not self._shut_down:
             self._shut_down = True
             await super().shutdown()
@@ -465,8 +466,8 @@ class EngineServer(engineio.AsyncServer):
             self._heartbeat_timer.cancel()
             self._heartbeat_timer = None
         self.heartbeat.clear()
-        await self.finish_ends()
-        tasks = [task for task in self.background_tasks if not task.done()]
+        self.ending.flush()
+        tasks = [task for task in self.background_tasks | self._ending_tasks if not task.done()]
         for task in tasks:
             task.cancel()
         if tasks:

@@ -30,8 +30,8 @@ def server_options() -> dict[str, Any]:
 CROWD = 3 * PER_TURN
 
 
-async def a_crowd(url: str) -> list[RawWebSocket]:
-    """CROWD sessions connected to "/", on bare sockets: closing one ends its TCP connection at
+async def a_crowd(url: str, size: int = CROWD) -> list[RawWebSocket]:
+    """`size` sessions connected to "/", on bare sockets: closing one ends its TCP connection at
     once, with no closing handshake, as a device that goes away does."""
 
     async def next_frame(raw: RawWebSocket) -> str:
@@ -47,7 +47,7 @@ async def a_crowd(url: str) -> list[RawWebSocket]:
         assert await next_frame(raw) == AUTH_GREETING
         return raw
 
-    return list(await asyncio.gather(*(device() for _ in range(CROWD))))
+    return list(await asyncio.gather(*(device() for _ in range(size))))
 
 
 class Departures:
@@ -109,3 +109,28 @@ async def test_a_stop_closes_the_sessions_still_paced_as_their_clients_left(
     reasons = Counter(reason for reason, _ in departures.seen)
     assert reasons["transport close"] >= left + paced
     assert not sio.eio.sessions
+
+
+@pytest.mark.gen_test
+async def test_the_engine_shutdown_cancels_a_close_whose_disconnect_handler_hangs(
+    url: str, sio: Server
+) -> None:
+    """A paced close still running when the engine shuts down (its disconnect handler waits
+    on a store that never answers) is cancelled, not awaited: a stop stays bounded."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def disconnect(sid: str, reason: str) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    sio.on("disconnect", disconnect)
+    (device,) = await a_crowd(url, 1)
+    device.close()
+    async with asyncio.timeout(RECV_TIMEOUT):
+        await started.wait()
+        await sio.shutdown()
+    assert cancelled.is_set()
