@@ -242,7 +242,7 @@ class EngineServer(engineio.AsyncServer):
         #: until which the poll racing that CLOSE is still answered with a NOOP
         self._owed_noops: dict[str, float] = {}
         #: tasks shutdown() ends: python-engineio's (see start_background_task), a WebSocket
-        #: frame's whose handling waits, a close the heartbeat or an overflow started
+        #: frame's whose handling waits, a close an overflow started
         self.background_tasks: set[asyncio.Task[Any]] = set()
         #: closes of sessions whose client's side ended, started a slice per loop iteration
         #: (protocol/pacing.py), and those started whose disconnect handlers still run
