@@ -16,6 +16,8 @@ from tests.support.raw_peers import RECV_TIMEOUT, PollPeer, WsPeer
 
 PING_INTERVAL = 0.3
 PING_TIMEOUT = 0.2
+#: what the test server emits to every socket that connects (its auth echoed; none here)
+AUTH_GREETING = '42["auth",{}]'
 
 
 class Events:

@@ -12,10 +12,10 @@ import pytest
 
 from protocol import Server
 from protocol.pacing import PER_TURN
+from tests.integration.protocol.conftest import AUTH_GREETING
 from tests.support.raw_peers import RECV_TIMEOUT, RawWebSocket
 from tests.support.ticker import Ticker
 
-AUTH_GREETING = '42["auth",{}]'  # what the test server emits to every socket that connects
 PING, PONG = "2", "3"
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from protocol import Server
-from tests.integration.protocol.conftest import Events
+from tests.integration.protocol.conftest import AUTH_GREETING, Events
 from tests.support.raw_peers import RawWebSocket, WsPeer
 
 GATED = "/gated"
-AUTH_GREETING = '42["auth",{}]'  # what the test server emits to every socket that connects
 
 
 def gate_namespace(sio: Server, events: Events) -> asyncio.Event:
