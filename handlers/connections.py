@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 import urllib.parse
@@ -241,13 +242,12 @@ class Connections:
             log.info("connect", extra={"event": "connect", "sid": sid, "outcome": REFUSED_CLOSING})
             return False
         self._records[sid] = Connection(sid)
-        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         log.info(
             "connect",
             extra={
                 "event": "connect",
                 "sid": sid,
-                "transport": query.get("transport", ["-"])[0],
+                "transport": _transport(environ.get("QUERY_STRING", "")),
                 "outcome": OUTCOME_SUCCESS,
             },
         )
@@ -370,3 +370,10 @@ class Connections:
     async def _retry(self, leave: PendingLeave) -> int:
         async with self.successors(leave.sid, leave.entries) as successors:
             return await self._presence.leave(Leave(leave.sid, leave.entries, successors))
+
+
+@functools.lru_cache(maxsize=64)
+def _transport(query: str) -> str:
+    """The transport a handshake's query names ("-" for none). Most clients' queries are one of
+    a few texts (a WebSocket's has no cache-busting timestamp), so each is parsed once."""
+    return urllib.parse.parse_qs(query).get("transport", ["-"])[0]

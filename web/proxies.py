@@ -4,6 +4,7 @@ connection limit counts and the logs show."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +20,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: the schemes a proxy may say the client used
 SCHEMES = frozenset({"http", "https"})
+#: peer addresses whose match is remembered: every request asks for its peer's, and parsing an
+#: address and matching it against the networks costs ~3 µs, a remembered one ~0.1 µs
+REMEMBERED_PEERS = 4096
 
 
 class TrustedProxies:
@@ -26,8 +30,12 @@ class TrustedProxies:
 
     def __init__(self, networks: Iterable[Network]) -> None:
         self.networks = tuple(networks)
+        self._match = functools.lru_cache(maxsize=REMEMBERED_PEERS)(self._matches)
 
     def __contains__(self, address: str) -> bool:
+        return self._match(address)
+
+    def _matches(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -40,6 +48,8 @@ class TrustedProxies:
 
 
 def _is_address(text: str) -> bool:
+    if not text:  # an absent header: no exception to raise and catch
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -65,16 +75,25 @@ class _ForwardedRouter(tornado.routing.Router):
 
     def _forwarded(self, request: tornado.httputil.HTTPServerRequest) -> None:
         headers = request.headers
-        client = headers.get("X-Real-IP", "").strip()
+        client = _header(headers, "X-Real-IP").strip()
         if not _is_address(client):
-            hops = [hop.strip() for hop in headers.get("X-Forwarded-For", "").split(",")]
-            client = next((hop for hop in reversed(hops) if hop not in self.trusted), hops[0])
+            forwarded = _header(headers, "X-Forwarded-For")
+            if forwarded:
+                hops = [hop.strip() for hop in forwarded.split(",")]
+                client = next((hop for hop in reversed(hops) if hop not in self.trusted), hops[0])
         if _is_address(client):
             request.remote_ip = client
-        scheme = headers.get("X-Scheme", headers.get("X-Forwarded-Proto", ""))
+        scheme = _header(headers, "X-Scheme" if "X-Scheme" in headers else "X-Forwarded-Proto")
         scheme = scheme.split(",")[-1].strip().lower()
         if scheme in SCHEMES:
             request.protocol = scheme
+
+
+def _header(headers: tornado.httputil.HTTPHeaders, name: str) -> str:
+    """The header's value, repeated ones joined by commas as HTTPHeaders joins them; "" when
+    absent. (HTTPHeaders.get raises and catches a KeyError for an absent header: ~0.5 µs, three
+    times on every request from a trusted peer that forwards nothing.)"""
+    return ",".join(headers.get_list(name))
 
 
 class ProxiedHTTPServer(AcceptBackoff, tornado.httpserver.HTTPServer):

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient
@@ -82,3 +83,25 @@ async def test_any_other_peer_is_the_client_whatever_it_says(serve, trusted) -> 
     url = serve(trusted)
     forged = {"X-Real-IP": FORGED, "X-Forwarded-For": FORGED, "X-Forwarded-Proto": "https"}
     assert await who(url, **forged) == {"ip": "127.0.0.1", "protocol": "http"}
+
+
+@pytest.mark.gen_test
+async def test_forwarding_headers_sent_twice_are_read_as_one(serve) -> None:
+    """Two X-Forwarded-For lines are one list of hops, in order, as RFC 9110 reads repeated
+    fields; the scheme is the last one said."""
+    url = serve(LOOPBACK)
+    headers = tornado.httputil.HTTPHeaders()
+    headers.add("X-Forwarded-For", FORGED)
+    headers.add("X-Forwarded-For", "198.51.100.1, 127.0.0.1")
+    headers.add("X-Forwarded-Proto", "http")
+    headers.add("X-Forwarded-Proto", "https")
+    response = await AsyncHTTPClient().fetch(url, headers=headers)
+    assert json.loads(response.body) == {"ip": "198.51.100.1", "protocol": "https"}
+
+
+def test_a_remembered_peer_is_matched_as_the_first_time() -> None:
+    proxies = TrustedProxies(LOOPBACK)
+    for _ in range(2):
+        assert "127.0.0.1" in proxies
+        assert "10.0.0.1" not in proxies
+        assert "not an address" not in proxies
