@@ -102,6 +102,16 @@ async def test_forwarding_headers_sent_twice_are_read_as_one(serve) -> None:
 def test_a_remembered_peer_is_matched_as_the_first_time() -> None:
     proxies = TrustedProxies(LOOPBACK)
     for _ in range(2):
-        assert "127.0.0.1" in proxies
-        assert "10.0.0.1" not in proxies
-        assert "not an address" not in proxies
+        assert proxies.trusts_peer("127.0.0.1")
+        assert not proxies.trusts_peer("10.0.0.1")
+        assert not proxies.trusts_peer("")
+
+
+def test_forwarded_hops_are_not_remembered() -> None:
+    """A hop's text is the header's, of any length: remembering it would let a client fill
+    the server's memory through a trusted proxy."""
+    proxies = TrustedProxies(LOOPBACK)
+    proxies.trusts_peer("127.0.0.1")
+    for hop in ("10.0.0.1", "x" * 10_000):
+        assert hop not in proxies
+    assert proxies.trusts_peer.cache_info().currsize == 1
