@@ -74,18 +74,26 @@ class _ForwardedRouter(tornado.routing.Router):
 
     def _forwarded(self, request: tornado.httputil.HTTPServerRequest) -> None:
         headers = request.headers
-        client = _header(headers, "X-Real-IP").strip()
-        if not _is_address(client):
-            forwarded = _header(headers, "X-Forwarded-For")
-            if forwarded:
-                hops = [hop.strip() for hop in forwarded.split(",")]
-                client = next((hop for hop in reversed(hops) if hop not in self.trusted), hops[0])
-        if _is_address(client):
+        client = self._client(headers)
+        if client is not None:
             request.remote_ip = client
         scheme = _header(headers, "X-Scheme" if "X-Scheme" in headers else "X-Forwarded-Proto")
         scheme = scheme.split(",")[-1].strip().lower()
         if scheme in SCHEMES:
             request.protocol = scheme
+
+    def _client(self, headers: tornado.httputil.HTTPHeaders) -> str | None:
+        """The address the proxy names as the client's; None when the headers name none. X-Real-IP
+        is parsed once: behind nginx, every request carries it."""
+        real_ip = _header(headers, "X-Real-IP").strip()
+        if _is_address(real_ip):
+            return real_ip
+        forwarded = _header(headers, "X-Forwarded-For")
+        if not forwarded:
+            return None
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        client = next((hop for hop in reversed(hops) if hop not in self.trusted), hops[0])
+        return client if _is_address(client) else None
 
 
 def _header(headers: tornado.httputil.HTTPHeaders, name: str) -> str:

@@ -99,6 +99,14 @@ async def test_forwarding_headers_sent_twice_are_read_as_one(serve) -> None:
     assert json.loads(response.body) == {"ip": "198.51.100.1", "protocol": "https"}
 
 
+@pytest.mark.gen_test
+async def test_an_x_real_ip_that_is_no_address_gives_way_to_x_forwarded_for(serve) -> None:
+    url = serve(LOOPBACK)
+    assert (await who(url, **{"X-Real-IP": "unknown", "X-Forwarded-For": FORGED}))["ip"] == FORGED
+    assert (await who(url, **{"X-Real-IP": "unknown"}))["ip"] == "127.0.0.1"
+    assert (await who(url, **{"X-Forwarded-For": "not, addresses"}))["ip"] == "127.0.0.1"
+
+
 def test_a_remembered_peer_is_matched_as_the_first_time() -> None:
     proxies = TrustedProxies(LOOPBACK)
     for _ in range(2):
