@@ -187,3 +187,75 @@ async def test_the_schedule_runs_a_due_collection_and_logs_it(
     (line,) = [r.getMessage() for r in caplog.records if r.name == heap.__name__]
     assert line.startswith("full garbage collection: ")
     assert line.endswith(", 1 sessions closed since the last")
+
+
+@pytest.mark.gen_test
+async def test_a_burst_of_opens_pauses_young_collections_until_a_calm_check(
+    collectors: list[heap.Collector], sessions: _Sessions
+) -> None:
+    collector = started(collectors, sessions)
+    sessions.open = heap.BURST_OPENS_PER_SECOND
+    assert collector.pace()
+    assert not gc.isenabled()
+    garbage = _Node()
+    gone = weakref.ref(garbage)
+    del garbage
+    sessions.open += heap.BURST_OPENS_PER_SECOND // 2
+    sessions.closed += heap.BURST_OPENS_PER_SECOND // 2  # opened and closed: opened all the same
+    frozen_before = gc.get_freeze_count()
+    assert collector.pace()
+    assert gc.get_freeze_count() > frozen_before  # frozen at each check, unscanned
+    gc.collect(0)
+    assert gone() is not None
+    assert not collector.pace()  # no session opened since: calm
+    assert gc.isenabled()
+    later = weakref.ref(_Node())
+    gc.collect(0)
+    assert later() is None  # young collections are back
+    collector.collect()
+    assert gone() is None  # the burst's garbage waited for the full collection
+
+
+@pytest.mark.gen_test
+async def test_young_collections_go_on_below_the_burst_rate(
+    collectors: list[heap.Collector], sessions: _Sessions
+) -> None:
+    collector = started(collectors, sessions)
+    sessions.open = heap.BURST_OPENS_PER_SECOND - 1
+    assert not collector.pace()
+    assert gc.isenabled()
+    gone = weakref.ref(_Node())
+    gc.collect(0)
+    assert gone() is None
+
+
+@pytest.mark.gen_test
+async def test_stopping_during_a_burst_resumes_young_collections(
+    collectors: list[heap.Collector], sessions: _Sessions
+) -> None:
+    collector = started(collectors, sessions)
+    sessions.open = heap.BURST_OPENS_PER_SECOND
+    assert collector.pace()
+    collector.stop()
+    assert gc.isenabled()
+
+
+@pytest.mark.gen_test
+async def test_the_schedule_paces_young_collections(
+    collectors: list[heap.Collector], sessions: _Sessions
+) -> None:
+    looked = asyncio.Event()
+    looks = [0]
+
+    def sessions_open() -> int:
+        looks[0] += 1
+        if looks[0] > 3:  # start-up's look and at least one check's
+            looked.set()
+        return looks[0] * heap.BURST_OPENS_PER_SECOND  # a burst that goes on
+
+    collector = heap.Collector(lambda: 0, sessions_open, check_interval=0.01)
+    collector.start()
+    collectors.append(collector)
+    async with asyncio.timeout(5):
+        await looked.wait()
+    assert not gc.isenabled()
