@@ -127,8 +127,7 @@ class Collector:
         opened, self._opened = self._opened, self._closed() + self._open()
         burst = self._opened - opened >= BURST_OPENS_PER_SECOND * self._check_interval
         if burst or self._paused:
-            gc.freeze()  # the burst's allocations since the last check, unscanned
-            self._frozen_since_last = True
+            self._freeze_new()  # the burst's allocations since the last check, unscanned
         if burst and not self._paused:
             gc.disable()
         elif self._paused and not burst:
@@ -187,8 +186,12 @@ class Collector:
         # Runs inside the collector once it is done with its lists; freeze() only splices them
         # and zeroes the generations' counts, so no middle or full collection comes due.
         if phase == "stop":
-            gc.freeze()
-            self._frozen_since_last = True
+            self._freeze_new()
+
+    def _freeze_new(self) -> None:
+        """Freeze what is not yet frozen; only a full collection walks it from now on."""
+        gc.freeze()
+        self._frozen_since_last = True
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
